@@ -1,0 +1,1 @@
+"""Front end: Brevitas/QONNX export and cleanup, FINN passes, lowering to the IR."""

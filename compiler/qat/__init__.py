@@ -1,0 +1,1 @@
+"""Quantization-aware training: recipes, bitwidth policies, quantizers, data, training."""

@@ -1,0 +1,201 @@
+"""Brevitas QAT on CPU: train a recipe, measure it, save checkpoint, metrics and QONNX."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from brevitas.nn import QuantLinear
+from torch import nn
+
+from compiler.artifacts import atomic_write, write_json
+from compiler.qat.data import Split, load
+from compiler.qat.recipe import Recipe
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+QONNX = "model.onnx"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What a checkpoint depends on besides the recipe: a change means retraining."""
+
+    epochs: int
+    seed: int
+    data_dir: str | None
+
+    def key(self, recipe: Recipe) -> dict:
+        return {"recipe": recipe.name, "digest": recipe.digest(), **self.__dict__}
+
+
+def build_model(recipe: Recipe, data: Split, seed: int) -> nn.Module:
+    from models.arch import build
+
+    torch.manual_seed(seed)
+    return build(recipe, data.input_shape, data.n_classes)
+
+
+def layer_table(model: nn.Module, recipe: Recipe) -> list[dict]:
+    """Per-layer shape, bitwidths and weight memory of a built model."""
+    rows = []
+    linears = [m for m in model.modules() if isinstance(m, QuantLinear)]
+    acts = [*recipe.act_bits, None]
+    for i, (lin, wb) in enumerate(zip(linears, recipe.weight_bits, strict=True)):
+        rows.append(
+            {
+                "layer": i,
+                "in": lin.in_features,
+                "out": lin.out_features,
+                "weight_bits": wb,
+                "act_bits": acts[i],
+                "weight_memory_bits": lin.in_features * lin.out_features * wb,
+            }
+        )
+    return rows
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """Logits of ``model`` in eval mode (float32)."""
+    model.eval()
+    out = [model(torch.from_numpy(x[i : i + batch])) for i in range(0, len(x), batch)]
+    return torch.cat(out).numpy()
+
+
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    return float((predict(model, x).argmax(1) == y).mean())
+
+
+def fit(recipe: Recipe, model: nn.Module, data: Split, epochs: int, seed: int, progress=None):
+    """Train ``model`` in place; ``progress(epoch, loss, acc)`` is called after each epoch."""
+    cfg = recipe.train
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(data.x_train) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
+    loss_fn = nn.CrossEntropyLoss()
+    x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(x_all)))
+        total = 0.0
+        for s in range(steps):
+            idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            opt.zero_grad()
+            loss = loss_fn(model(x_all[idx]), y_all[idx])
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        if progress is not None:
+            acc = accuracy(model, data.x_holdout, data.y_holdout)
+            progress(epoch + 1, total / len(x_all), acc)
+
+
+def train(
+    recipe: Recipe,
+    out: Path,
+    *,
+    epochs: int | None = None,
+    seed: int | None = None,
+    data_dir: Path | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """Train ``recipe`` into ``out`` (checkpoint, metrics, QONNX) and return the metrics.
+
+    Resumes: a checkpoint trained from the same recipe, epochs, seed and data is reused and
+    only the missing artifacts are written.
+    """
+    settings = TrainSettings(
+        epochs=epochs or recipe.train.epochs,
+        seed=recipe.seed if seed is None else seed,
+        data_dir=str(data_dir) if data_dir else None,
+    )
+    # Everything that can fail on bad input happens before anything is written.
+    data = load(
+        recipe.dataset.name, seed=settings.seed, holdout=recipe.dataset.holdout, data_dir=data_dir
+    )
+    model = build_model(recipe, data, settings.seed)
+    out = Path(out)
+    metrics_path = out / METRICS
+    key = settings.key(recipe)
+    reuse = (
+        not force
+        and (out / CHECKPOINT).is_file()
+        and metrics_path.is_file()
+        and json.loads(metrics_path.read_text()).get("trained_from") == key
+    )
+    if reuse:
+        model.load_state_dict(torch.load(out / CHECKPOINT, weights_only=True))
+        metrics = json.loads(metrics_path.read_text())
+        _say(quiet, f"[taper] reusing {out / CHECKPOINT} (same recipe, epochs, seed, data)")
+    else:
+        t0 = time.monotonic()
+        _fit_with_progress(recipe, model, data, settings, quiet)
+        seconds = time.monotonic() - t0
+        table = layer_table(model, recipe)
+        metrics = {
+            "model": recipe.name,
+            "accuracy": accuracy(model, data.x_holdout, data.y_holdout),
+            "holdout_samples": len(data.x_holdout),
+            "train_samples": len(data.x_train),
+            "data": data.source,
+            "epochs": settings.epochs,
+            "seed": settings.seed,
+            "train_seconds": round(seconds, 1),
+            "input_bits": recipe.input.bits,
+            "weight_bits": recipe.weight_bits,
+            "act_bits": recipe.act_bits,
+            "weight_memory_bits": sum(r["weight_memory_bits"] for r in table),
+            "layers": table,
+            "trained_from": key,
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / CHECKPOINT, lambda p: torch.save(model.state_dict(), p))
+    if reuse and (out / QONNX).is_file():
+        return metrics
+    from compiler.frontend.export import export_qonnx
+
+    export_qonnx(model, data.input_shape, out / QONNX)
+    # metrics.json last: its presence with a matching key marks a complete build.
+    write_json(metrics_path, metrics)
+    _say(
+        quiet,
+        f"[taper] {recipe.name}: holdout accuracy {metrics['accuracy']:.2%}, "
+        f"weight memory {metrics['weight_memory_bits']:,} bits -> {out}",
+    )
+    return metrics
+
+
+def _say(quiet: bool, msg: str) -> None:
+    if not quiet:
+        print(msg, flush=True)
+
+
+def _fit_with_progress(recipe, model, data, settings, quiet) -> None:
+    if quiet:
+        fit(recipe, model, data, settings.epochs, settings.seed)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    cols = (
+        TextColumn("[bold]train {task.fields[name]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("epochs  loss {task.fields[loss]:.3f}  holdout {task.fields[acc]:.2%}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*cols) as bar:
+        task = bar.add_task("", total=settings.epochs, name=recipe.name, loss=0.0, acc=0.0)
+
+        def report(epoch: int, loss: float, acc: float) -> None:
+            bar.update(task, completed=epoch, loss=loss, acc=acc)
+
+        fit(recipe, model, data, settings.epochs, settings.seed, progress=report)

@@ -1,0 +1,1 @@
+"""Model recipes (``*.yaml``) and the Brevitas network definitions (``arch/``)."""

@@ -1,0 +1,67 @@
+"""FINN's fully connected family (TFC 64, SFC 256, LFC 1024 wide) with per-layer bitwidths.
+
+Each hidden layer is QuantLinear -> BatchNorm1d -> (Dropout) -> activation quantizer; the last
+layer is a QuantLinear with an integer-quantized bias whose output is the logits. The input
+is quantized to an unsigned fixed-point value in [0, 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
+from brevitas.quant.scaled_int import IntBias
+from torch import nn
+
+from compiler.qat.quantizers import act_quant, input_quant, weight_quant
+from compiler.qat.recipe import Recipe
+
+
+class FC(nn.Module):
+    def __init__(self, recipe: Recipe, input_shape: tuple[int, ...], n_classes: int) -> None:
+        super().__init__()
+        scaling = recipe.quant.scaling
+        bias_quant = IntBias.let(bit_width=recipe.quant.bias_bits)
+        in_features = math.prod(input_shape)
+        self.input_quant = QuantIdentity(
+            act_quant=input_quant(recipe.input.bits), return_quant_tensor=True
+        )
+        layers: list[nn.Module] = []
+        widths = [in_features, *recipe.arch.hidden]
+        for i, (wb, ab) in enumerate(zip(recipe.weight_bits, recipe.act_bits, strict=False)):
+            bn = recipe.arch.batchnorm
+            layers.append(
+                QuantLinear(
+                    widths[i],
+                    widths[i + 1],
+                    bias=not bn,
+                    weight_quant=weight_quant(wb, scaling),
+                    bias_quant=bias_quant,
+                )
+            )
+            if bn:
+                layers.append(nn.BatchNorm1d(widths[i + 1]))
+            if recipe.arch.dropout:
+                layers.append(nn.Dropout(recipe.arch.dropout))
+            if ab == 1:
+                layers.append(QuantIdentity(act_quant=act_quant(1), return_quant_tensor=True))
+            else:
+                layers.append(QuantReLU(act_quant=act_quant(ab, scaling), return_quant_tensor=True))
+        layers.append(
+            QuantLinear(
+                widths[-1],
+                n_classes,
+                bias=True,
+                weight_quant=weight_quant(recipe.weight_bits[-1], scaling),
+                bias_quant=bias_quant,
+            )
+        )
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.input_quant(x.flatten(1))
+        return self.layers(x)
+
+    def linear_layers(self) -> list[QuantLinear]:
+        return [m for m in self.layers if isinstance(m, QuantLinear)]
