@@ -39,9 +39,10 @@ def train(model: str, out: Path, epochs, data_dir, seed, force: bool, quiet: boo
     the checkpoint.
     """
     from compiler.qat.recipe import load_recipe
+
+    recipe = load_recipe(model)  # before the heavy imports: bad input fails fast
     from compiler.qat.train import train as run
 
-    recipe = load_recipe(model)
     run(recipe, out, epochs=epochs, seed=seed, data_dir=data_dir, force=force, quiet=quiet)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,7 +23,12 @@ def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> 
     was_training = model.training
     model.eval()
     try:
-        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # torch.onnx prints its progress to stdout; a build log wants none of it.
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             warnings.simplefilter("ignore")
             raw = Path(tmp) / "raw.onnx"
             brevitas_export_qonnx(model, input_t=torch.zeros(1, *input_shape), export_path=str(raw))
@@ -30,3 +37,16 @@ def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> 
     finally:
         model.train(was_training)
     return Path(path)
+
+
+def execute_qonnx(path: Path, x, output: str | None = None):
+    """Run a QONNX file on a batch ``x`` one sample at a time with qonnx's executor."""
+    import numpy as np
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    model = ModelWrapper(str(path))
+    iname = model.graph.input[0].name
+    oname = output or model.graph.output[0].name
+    outs = [execute_onnx(model, {iname: xi[None]})[oname] for xi in np.asarray(x)]
+    return np.concatenate(outs)
