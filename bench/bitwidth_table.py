@@ -16,8 +16,14 @@ from compiler.qat.recipe import load_recipe
 from compiler.qat.train import train
 
 DEFAULT = [
-    "tfc_w2a2", "tfc_w4a4", "tfc_w8a8", "tfc_mixed_progressive",
-    "lfc_w2a2", "lfc_w4a4", "lfc_w8a8", "lfc_mixed_progressive",
+    "tfc_w2a2",
+    "tfc_w4a4",
+    "tfc_w8a8",
+    "tfc_mixed_progressive",
+    "lfc_w2a2",
+    "lfc_w4a4",
+    "lfc_w8a8",
+    "lfc_mixed_progressive",
 ]
 
 
@@ -35,7 +41,9 @@ def main() -> None:
         rows[name] = (r, m)
         print(f"{name}: {m['accuracy']:.2%} {m['weight_memory_bits']:,} bits", flush=True)
     print()
-    print("| recipe | W bits | A bits | holdout acc. | weight memory (bits) | vs uniform at first-layer bits |")
+    print(
+        "| recipe | W bits | A bits | holdout acc. | weight memory (bits) | vs uniform at first-layer bits |"
+    )
     print("|---|---|---|---|---|---|")
     for name, (r, m) in rows.items():
         family = name.split("_")[0]
@@ -51,8 +59,10 @@ def main() -> None:
             f"{m['weight_memory_bits']:,} | {cmp} |"
         )
     first = next(iter(rows.values()))[1]
-    print(f"\n{first['data']}; {first['train_samples']} train / {first['holdout_samples']} holdout; "
-          f"epochs {first['epochs']}; seed {first['seed']}")
+    print(
+        f"\n{first['data']}; {first['train_samples']} train / {first['holdout_samples']} holdout; "
+        f"epochs {first['epochs']}; seed {first['seed']}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,11 +23,18 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("model")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Build directory for checkpoint.pt, metrics.json and model.onnx.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Build directory for checkpoint.pt, metrics.json and model.onnx.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epochs.")
-@click.option("--data-dir", type=click.Path(path_type=Path),
-              help="Directory with MNIST idx files or CIFAR-10 python batches.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Directory with MNIST idx files or CIFAR-10 python batches.",
+)
 @click.option("--seed", type=int, help="Override the recipe's seed (init, shuffling, split).")
 @click.option("--force", is_flag=True, help="Retrain even if a matching checkpoint exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")

@@ -70,8 +70,10 @@ def test_mnist5k_split():
 
 def _cifar_batch(path, n, seed):
     rng = np.random.default_rng(seed)
-    d = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-         b"labels": rng.integers(0, 10, n).tolist()}
+    d = {
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"labels": rng.integers(0, 10, n).tolist(),
+    }
     path.write_bytes(pickle.dumps(d))
     return d
 

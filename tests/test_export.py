@@ -17,15 +17,27 @@ BASE = yaml.safe_load((RECIPE_DIR / "digits_mlp.yaml").read_text())
 
 VARIANTS = {
     "mixed_4_3_2": {},
-    "binary_mixed": {"input": {"bits": 8},
-                     "quant": {"weights": {"policy": "explicit", "bits": [1, 2, 1]},
-                               "activations": {"policy": "explicit", "bits": [1, 2]}}},
-    "no_batchnorm": {"arch": {"hidden": [32, 32], "batchnorm": False},
-                     "quant": {"weights": {"policy": "explicit", "bits": [8, 4, 2]},
-                               "activations": {"policy": "uniform", "bits": 4}}},
-    "float_scale": {"quant": {"weights": {"policy": "uniform", "bits": 3},
-                              "activations": {"policy": "uniform", "bits": 4},
-                              "scaling": "float"}},
+    "binary_mixed": {
+        "input": {"bits": 8},
+        "quant": {
+            "weights": {"policy": "explicit", "bits": [1, 2, 1]},
+            "activations": {"policy": "explicit", "bits": [1, 2]},
+        },
+    },
+    "no_batchnorm": {
+        "arch": {"hidden": [32, 32], "batchnorm": False},
+        "quant": {
+            "weights": {"policy": "explicit", "bits": [8, 4, 2]},
+            "activations": {"policy": "uniform", "bits": 4},
+        },
+    },
+    "float_scale": {
+        "quant": {
+            "weights": {"policy": "uniform", "bits": 3},
+            "activations": {"policy": "uniform", "bits": 4},
+            "scaling": "float",
+        }
+    },
 }
 
 

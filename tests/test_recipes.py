@@ -7,8 +7,14 @@ from compiler.errors import TaperError
 from compiler.qat.recipe import RECIPE_DIR, available, load_recipe
 
 REQUIRED = [
-    "tfc_w1a1", "tfc_w1a2", "tfc_w2a2", "sfc_w2a2", "lfc_w1a1",
-    "tfc_mixed_progressive", "lfc_mixed_progressive", "digits_mlp",
+    "tfc_w1a1",
+    "tfc_w1a2",
+    "tfc_w2a2",
+    "sfc_w2a2",
+    "lfc_w1a1",
+    "tfc_mixed_progressive",
+    "lfc_mixed_progressive",
+    "digits_mlp",
 ]
 SHAPES = {"tfc": [64] * 3, "sfc": [256] * 3, "lfc": [1024] * 3}
 
@@ -27,8 +33,13 @@ def test_required_recipes_exist_and_validate():
 
 @pytest.mark.parametrize(
     "name,w,a",
-    [("tfc_w1a1", 1, 1), ("tfc_w1a2", 1, 2), ("tfc_w2a2", 2, 2), ("sfc_w2a2", 2, 2),
-     ("lfc_w1a1", 1, 1)],
+    [
+        ("tfc_w1a1", 1, 1),
+        ("tfc_w1a2", 1, 2),
+        ("tfc_w2a2", 2, 2),
+        ("sfc_w2a2", 2, 2),
+        ("lfc_w1a1", 1, 1),
+    ],
 )
 def test_uniform_recipe_bits(name, w, a):
     r = load_recipe(name)
@@ -63,16 +74,26 @@ def _variant(tmp_path: Path, edit) -> Path:
 BAD = [
     (lambda d: d["arch"].update(width=3), "unknown field 'arch.width'"),
     (lambda d: d.update(colour="red"), "unknown field 'colour'"),
-    (lambda d: d["quant"].update(weights={"policy": "uniform", "bits": 0}),
-     "field 'quant.weights.bits': Input should be greater than or equal to 1, got 0"),
-    (lambda d: d["quant"].update(weights={"policy": "uniform", "bits": 9}),
-     "field 'quant.weights.bits': Input should be less than or equal to 8, got 9"),
-    (lambda d: d["quant"].update(activations={"policy": "explicit", "bits": [2, 12]}),
-     "field 'quant.activations.bits.1': Input should be less than or equal to 8, got 12"),
-    (lambda d: d["input"].update(bits=17),
-     "field 'input.bits': Input should be less than or equal to 16, got 17"),
-    (lambda d: d["quant"].update(weights={"policy": "explicit", "bits": [4, 2]}),
-     "quant.weights: expected 3 bitwidths (one per layer), got 2"),
+    (
+        lambda d: d["quant"].update(weights={"policy": "uniform", "bits": 0}),
+        "field 'quant.weights.bits': Input should be greater than or equal to 1, got 0",
+    ),
+    (
+        lambda d: d["quant"].update(weights={"policy": "uniform", "bits": 9}),
+        "field 'quant.weights.bits': Input should be less than or equal to 8, got 9",
+    ),
+    (
+        lambda d: d["quant"].update(activations={"policy": "explicit", "bits": [2, 12]}),
+        "field 'quant.activations.bits.1': Input should be less than or equal to 8, got 12",
+    ),
+    (
+        lambda d: d["input"].update(bits=17),
+        "field 'input.bits': Input should be less than or equal to 16, got 17",
+    ),
+    (
+        lambda d: d["quant"].update(weights={"policy": "explicit", "bits": [4, 2]}),
+        "quant.weights: expected 3 bitwidths (one per layer), got 2",
+    ),
     (lambda d: d["dataset"].update(name="imagenet"), "field 'dataset.name'"),
 ]
 
@@ -117,8 +138,11 @@ def test_unknown_recipe_cli(tmp_path, taper):
     [
         ("tfc_w2a2", lambda d: None, "missing MNIST file 'train-images-idx3-ubyte'"),
         ("digits_mlp", lambda d: None, "data set 'digits' is built in"),
-        ("tfc_w2a2", lambda d: (d / "train-images-idx3-ubyte").write_bytes(b"junk"),
-         "not an unsigned-byte idx file"),
+        (
+            "tfc_w2a2",
+            lambda d: (d / "train-images-idx3-ubyte").write_bytes(b"junk"),
+            "not an unsigned-byte idx file",
+        ),
     ],
 )
 def test_bad_data_dir(tmp_path, taper, recipe, make, message):

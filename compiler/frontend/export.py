@@ -17,8 +17,8 @@ from compiler.artifacts import atomic_write
 def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
     """Export ``model`` (eval mode) as QONNX with a batch-1 input of ``input_shape``."""
     from brevitas.export import export_qonnx as brevitas_export_qonnx
-    from qonnx.util.cleanup import cleanup_model
     from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
 
     was_training = model.training
     model.eval()

@@ -150,9 +150,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 def _one_line(e: ValidationError) -> str:
     err = e.errors()[0]
     # Drop the discriminator tag pydantic inserts into the location of union members.
-    loc = ".".join(
-        str(x) for x in err["loc"] if x not in ("uniform", "explicit", "progressive")
-    )
+    loc = ".".join(str(x) for x in err["loc"] if x not in ("uniform", "explicit", "progressive"))
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         return f"unknown field '{loc}'"
