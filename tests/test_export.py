@@ -31,6 +31,13 @@ VARIANTS = {
             "activations": {"policy": "uniform", "bits": 4},
         },
     },
+    "signed_acts": {
+        "quant": {
+            "weights": {"policy": "explicit", "bits": [2, 4, 3]},
+            "activations": {"policy": "explicit", "bits": [3, 2]},
+            "act_signed": True,
+        }
+    },
     "float_scale": {
         "quant": {
             "weights": {"policy": "uniform", "bits": 3},
@@ -82,7 +89,7 @@ def test_qonnx_equals_brevitas_on_256_holdout_samples(trained, name):
     assert acc == metrics["accuracy"]
 
 
-@pytest.mark.parametrize("name", ["mixed_4_3_2", "binary_mixed", "no_batchnorm"])
+@pytest.mark.parametrize("name", ["mixed_4_3_2", "binary_mixed", "no_batchnorm", "signed_acts"])
 def test_power_of_two_scales_and_integer_biases(trained, name):
     r, d, _ = trained[name]
     m = ModelWrapper(str(d / "model.onnx"))
@@ -129,3 +136,19 @@ def test_metrics_record_bits_and_memory(trained):
     assert m["weight_memory_bits"] == 64 * 32 * 1 + 32 * 32 * 2 + 32 * 10 * 1
     assert [row["weight_memory_bits"] for row in m["layers"]] == [2048, 2048, 320]
     assert m["holdout_samples"] == 360 and m["train_samples"] == 1437
+
+
+@pytest.mark.parametrize("name,signed", [("signed_acts", 1), ("mixed_4_3_2", 0)])
+def test_activation_signedness(trained, name, signed):
+    _, d, _ = trained[name]
+    m = ModelWrapper(str(d / "model.onnx"))
+    acts = [
+        n
+        for n in m.graph.node
+        if n.op_type == "Quant"
+        and m.get_initializer(n.input[0]) is None
+        and m.find_producer(n.input[0]).op_type != "Reshape"  # the input quantizer
+    ]
+    assert len(acts) == 2
+    for n in acts:
+        assert {a.name: a.i for a in n.attribute if a.type == 2}["signed"] == signed

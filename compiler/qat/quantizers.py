@@ -12,10 +12,12 @@ from typing import Literal
 from brevitas.inject.enum import ScalingImplType
 from brevitas.quant.binary import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 from brevitas.quant.fixed_point import (
+    Int8ActPerTensorFixedPoint,
     Int8WeightPerTensorFixedPoint,
     Uint8ActPerTensorFixedPoint,
 )
 from brevitas.quant.scaled_int import (
+    Int8ActPerTensorFloat,
     Int8WeightPerTensorFloat,
     Uint8ActPerTensorFloat,
 )
@@ -31,11 +33,15 @@ def weight_quant(bits: int, scaling: Scaling = "power_of_two") -> type:
     return base.let(bit_width=bits, narrow_range=True)
 
 
-def act_quant(bits: int, scaling: Scaling = "power_of_two") -> type:
-    """Activation quantizer after a hidden layer: bipolar sign at 1 bit, unsigned ReLU above."""
+def act_quant(bits: int, scaling: Scaling = "power_of_two", signed: bool = False) -> type:
+    """Activation quantizer after a hidden layer: bipolar sign at 1 bit, else an integer
+    quantizer, unsigned (for a ReLU) or signed."""
     if bits == 1:
         return SignedBinaryActPerTensorConst
-    base = Uint8ActPerTensorFixedPoint if scaling == "power_of_two" else Uint8ActPerTensorFloat
+    if signed:
+        base = Int8ActPerTensorFixedPoint if scaling == "power_of_two" else Int8ActPerTensorFloat
+    else:
+        base = Uint8ActPerTensorFixedPoint if scaling == "power_of_two" else Uint8ActPerTensorFloat
     return base.let(bit_width=bits)
 
 

@@ -41,6 +41,8 @@ class Quant(_Strict):
     activations: Policy
     # power_of_two keeps every back end exact; float is for users who accept that it is not.
     scaling: Literal["power_of_two", "float"] = "power_of_two"
+    # Activations of 2+ bits: unsigned after a ReLU (default) or signed (FINN's TFC style).
+    act_signed: bool = False
     bias_bits: Annotated[int, Field(ge=8, le=32)] = 16
 
 

@@ -44,8 +44,9 @@ class FC(nn.Module):
                 layers.append(nn.BatchNorm1d(widths[i + 1]))
             if recipe.arch.dropout:
                 layers.append(nn.Dropout(recipe.arch.dropout))
-            if ab == 1:
-                layers.append(QuantIdentity(act_quant=act_quant(1), return_quant_tensor=True))
+            if ab == 1 or recipe.quant.act_signed:
+                q = act_quant(ab, scaling, signed=True)
+                layers.append(QuantIdentity(act_quant=q, return_quant_tensor=True))
             else:
                 layers.append(QuantReLU(act_quant=act_quant(ab, scaling), return_quant_tensor=True))
         layers.append(
