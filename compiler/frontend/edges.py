@@ -1,0 +1,206 @@
+"""Host edges: the float work before and after the integer hardware.
+
+Before FINN runs, a Quant node that quantizes the graph input directly (through shape ops
+only) is taken out and becomes the input edge; the hardware then receives its integers.
+After conversion to HW layers, leading shape ops and a Thresholding of a float input become
+the input edge, and trailing Mul/Add/Softmax the output edge. Anything else outside the HW
+chain is an error naming the node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compiler.errors import TaperError
+from compiler.frontend.finn_passes import OUTPUT_EDGE_OPS, SHAPE_OPS, is_hw
+from compiler.ir.model import InputEdge, OutputEdge, OutputStep
+from compiler.ir.types import IntType
+
+
+@dataclass
+class InputQuant:
+    """A Quant node taken off the graph input."""
+
+    scale: float
+    zero_point: float
+    bits: int
+    signed: bool
+    narrow: bool
+    rounding: str
+
+    @property
+    def out_type(self) -> IntType:
+        return IntType(self.bits, self.signed)
+
+
+@dataclass
+class Edges:
+    input: InputEdge
+    output: OutputEdge
+    first_hw: str
+    last_hw: str
+    # FINN tensor names of the edges' integer sides, for the finn reference
+    hw_input_tensor: str = ""
+    hw_output_tensor: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _scalar(model, name: str) -> float | None:
+    v = model.get_initializer(name)
+    if v is None or v.size != 1:
+        return None
+    return float(v.reshape(()))
+
+
+def extract_input_quant(model) -> InputQuant | None:
+    """Replace a Quant on the graph input by a Mul with its scale and mark the input as
+    integers of the Quant's type. Returns what was removed, or None."""
+    from onnx import helper
+    from qonnx.core.datatype import DataType
+
+    inp = model.graph.input[0].name
+    t, node = inp, None
+    while True:
+        consumers = model.find_consumers(t)
+        if len(consumers) != 1:
+            return None
+        node = consumers[0]
+        if node.op_type in SHAPE_OPS:
+            t = node.output[0]
+            continue
+        break
+    if node.op_type != "Quant":
+        return None
+    scale, zp, bits = (_scalar(model, n) for n in node.input[1:4])
+    if scale is None or zp is None or bits is None or zp != 0.0 or scale <= 0:
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    rounding = attrs.get("rounding_mode", b"ROUND")
+    q = InputQuant(
+        scale=scale,
+        zero_point=zp,
+        bits=int(bits),
+        signed=bool(attrs.get("signed", 1)),
+        narrow=bool(attrs.get("narrow", 0)),
+        rounding=rounding.decode() if isinstance(rounding, bytes) else str(rounding),
+    )
+    if q.bits == 1 and q.signed:
+        return None  # a 1-bit signed Quant is bipolar; FINN's thresholds handle it
+    # x_int * scale is what the Quant produced: keep the graph's arithmetic, move the
+    # rounding to the host.
+    scale_name = model.make_new_valueinfo_name()
+    model.set_initializer(scale_name, np.asarray(scale, dtype=np.float32))
+    mul = helper.make_node(
+        "Mul", [node.input[0], scale_name], [node.output[0]], name="taper_input_scale"
+    )
+    idx = list(model.graph.node).index(node)
+    model.graph.node.remove(node)
+    model.graph.node.insert(idx, mul)
+    dt = f"{'INT' if q.signed else 'UINT'}{q.bits}" if q.bits > 1 else "BINARY"
+    model.set_tensor_datatype(inp, DataType[dt])
+    return q
+
+
+def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
+    """Find the HW chain in a to-HW graph and turn what surrounds it into host edges."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    nodes = list(model.graph.node)
+    hw_idx = [i for i, n in enumerate(nodes) if is_hw(n)]
+    if not hw_idx:
+        first_op = next((n for n in nodes if n.op_type not in SHAPE_OPS), nodes[0])
+        raise TaperError(_unmapped(model, first_op, source))
+    lo, hi = hw_idx[0], hw_idx[-1]
+    for n in nodes[lo : hi + 1]:
+        if not is_hw(n):
+            raise TaperError(_unmapped(model, n, source))
+    for n in nodes[:lo]:
+        if n.op_type not in SHAPE_OPS:
+            raise TaperError(_unmapped(model, n, source))
+    graph_in = model.graph.input[0].name
+    in_shape = tuple(model.get_tensor_shape(graph_in)[1:])
+
+    first = nodes[lo]
+    hw_in = first.input[0]
+    shape = tuple(model.get_tensor_shape(hw_in)[1:])
+    in_dt = model.get_tensor_datatype(hw_in)
+    if first.op_type == "Thresholding" and not in_dt.is_integer():
+        inst = getCustomOp(first)
+        thresholds = model.get_initializer(first.input[1]).astype(np.float64)
+        out_type = IntType.parse(inst.get_nodeattr("outputDataType"))
+        edge = InputEdge(
+            kind="thresholds",
+            in_shape=in_shape,
+            shape=shape,
+            out_type=out_type,
+            thresholds=np.sort(thresholds, axis=1),
+            bias=-1 if out_type.bipolar else int(inst.get_nodeattr("ActVal")),
+        )
+        if out_type.bipolar:  # keep the multithreshold form: 2*count-1 is a different bias
+            raise TaperError(
+                f"{source}: node {first.name}: bipolar input thresholds are not supported"
+            )
+        lo += 1
+        if lo > hi:
+            raise TaperError(f"{source}: no hardware layer after the input thresholds")
+        hw_in = nodes[lo].input[0]
+    elif not in_dt.is_integer():
+        raise TaperError(_float_input(first, source))
+    elif input_quant is not None:
+        edge = InputEdge(
+            kind="quant",
+            in_shape=in_shape,
+            shape=shape,
+            out_type=input_quant.out_type,
+            scale=input_quant.scale,
+            zero_point=input_quant.zero_point,
+            rounding=input_quant.rounding,
+            narrow=input_quant.narrow,
+        )
+    else:
+        edge = InputEdge(
+            kind="identity", in_shape=in_shape, shape=shape, out_type=IntType.parse(in_dt.name)
+        )
+
+    steps: list[OutputStep] = []
+    for n in nodes[hi + 1 :]:
+        if n.op_type not in OUTPUT_EDGE_OPS:
+            raise TaperError(_unmapped(model, n, source))
+        if n.op_type == "Softmax":
+            steps.append(OutputStep("softmax"))
+            continue
+        const = next(
+            (model.get_initializer(i) for i in n.input if model.get_initializer(i) is not None),
+            None,
+        )
+        if const is None:
+            raise TaperError(_unmapped(model, n, source))
+        steps.append(OutputStep(n.op_type.lower(), np.asarray(const, dtype=np.float32).reshape(-1)))
+    out_shape = tuple(model.get_tensor_shape(model.graph.output[0].name)[1:])
+    return Edges(
+        input=edge,
+        output=OutputEdge(steps=steps, out_shape=out_shape),
+        first_hw=nodes[lo].name,
+        last_hw=nodes[hi].name,
+        hw_input_tensor=hw_in,
+        hw_output_tensor=nodes[hi].output[0],
+    )
+
+
+def _float_input(node, source: str) -> str:
+    return (
+        f"{source}: node {node.name} ({node.op_type}): its input is a float, not quantized "
+        "integers; name the input's fixed-point type with --input-type (e.g. fixed<16,6>)"
+    )
+
+
+def _unmapped(model, node, source: str) -> str:
+    dt = model.get_tensor_datatype(node.input[0]) if node.input else None
+    if node.op_type in ("MatMul", "Gemm") and dt is not None and not dt.is_integer():
+        return _float_input(node, source)
+    return (
+        f"{source}: node {node.name} ({node.op_type}): neither a hardware layer nor a host "
+        "edge op (leading Reshape/Flatten, trailing Mul/Add/Softmax) can take it"
+    )

@@ -1,0 +1,79 @@
+"""``--input-type``: a fixed-point type for a model whose input is a float.
+
+``fixed<W,I>`` is a signed W-bit number with I integer bits (sign included), as hls4ml's
+``ap_fixed<W,I>``: scale 2**(I-W). ``ufixed<W,I>`` is unsigned, ``int<W>``/``uint<W>`` are
+integers. The quantizer rounds half to even and saturates (QONNX Quant, ROUND, not narrow).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import helper
+
+from compiler.errors import TaperError
+
+MAX_INPUT_BITS = 16
+
+
+@dataclass(frozen=True)
+class FixedType:
+    bits: int
+    int_bits: int
+    signed: bool
+
+    @property
+    def scale(self) -> float:
+        return 2.0 ** (self.int_bits - self.bits)
+
+    def __str__(self) -> str:
+        return f"{'' if self.signed else 'u'}fixed<{self.bits},{self.int_bits}>"
+
+
+def parse_input_type(text: str) -> FixedType:
+    t = text.replace(" ", "").lower()
+    m = re.fullmatch(r"(u?)fixed<(\d+),(-?\d+)>", t)
+    if m:
+        ft = FixedType(int(m.group(2)), int(m.group(3)), not m.group(1))
+    else:
+        m = re.fullmatch(r"(u?)int<(\d+)>", t)
+        if not m:
+            raise TaperError(
+                f"--input-type: expected fixed<W,I>, ufixed<W,I>, int<W> or uint<W>, got '{text}'"
+            )
+        ft = FixedType(int(m.group(2)), int(m.group(2)), not m.group(1))
+    if not 1 <= ft.bits <= MAX_INPUT_BITS:
+        raise TaperError(f"--input-type: width must be 1..{MAX_INPUT_BITS} bits, got {ft.bits}")
+    return ft
+
+
+def insert_input_quant(model, ft: FixedType):
+    """Put a Quant node of type ``ft`` between the graph input and its consumers."""
+    from qonnx.util.basic import qonnx_make_model  # noqa: F401  (keeps qonnx import local)
+
+    inp = model.graph.input[0].name
+    q_out = model.make_new_valueinfo_name()
+    consumers = [n for n in model.graph.node if inp in n.input]
+    for n in consumers:
+        for i, name in enumerate(n.input):
+            if name == inp:
+                n.input[i] = q_out
+    params = []
+    for suffix, value in (("scale", ft.scale), ("zeropt", 0.0), ("bitwidth", float(ft.bits))):
+        name = f"taper_input_quant_{suffix}"
+        model.set_initializer(name, np.asarray(value, dtype=np.float32))
+        params.append(name)
+    node = helper.make_node(
+        "Quant",
+        [inp, *params],
+        [q_out],
+        name="taper_input_quant",
+        domain="qonnx.custom_op.general",
+        signed=int(ft.signed),
+        narrow=0,
+        rounding_mode="ROUND",
+    )
+    model.graph.node.insert(0, node)
+    return model

@@ -1,0 +1,28 @@
+"""The hardware model: a small typed, integer-only graph that simulators and back ends read."""
+
+from compiler.ir.model import (
+    FIFO,
+    InputEdge,
+    IntType,
+    Layer,
+    MatVec,
+    Model,
+    OutputEdge,
+    OutputStep,
+    Thresholding,
+)
+from compiler.ir.serialize import load, save
+
+__all__ = [
+    "FIFO",
+    "InputEdge",
+    "IntType",
+    "Layer",
+    "MatVec",
+    "Model",
+    "OutputEdge",
+    "OutputStep",
+    "Thresholding",
+    "load",
+    "save",
+]

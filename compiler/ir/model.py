@@ -1,0 +1,314 @@
+"""IR dataclasses: the hardware model every simulator and back end reads.
+
+A model is a host input edge (float -> integers), a chain of hardware layers each with exact
+integer semantics and a folding (PE x SIMD), the FIFOs between them, and a host output edge
+(integers -> floats). Layers name their input and output tensors so that branching graphs
+(residuals) and new layer kinds (sliding windows, pooling, recurrent cells) fit without
+changing the core: a new kind is a new ``Layer`` subclass registered in ``LAYER_KINDS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from compiler.ir.types import IntType
+
+
+def _eq(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (
+            isinstance(a, np.ndarray)
+            and isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and np.array_equal(a, b)
+        )
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_eq(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+class _Node:
+    """Dataclass mix-in: equality that compares numpy arrays by value and dtype."""
+
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other):
+            return NotImplemented
+        return all(
+            _eq(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _divides(layer: str, what: str, fold: int, size: int) -> None:
+    if fold < 1 or size % fold:
+        raise ValueError(f"layer {layer}: {what}={fold} does not divide {size}")
+
+
+# ---------------------------------------------------------------------------- host edges
+
+
+@dataclass(eq=False)
+class InputEdge(_Node):
+    """Host-side conversion of the float input into the first layer's integers.
+
+    ``kind``:
+      - ``quant``: q = clip(round(x / scale + zero_point)) as a QONNX Quant node does;
+      - ``thresholds``: q = count(x >= T[c]) + bias (FINN's thresholding of a float input);
+      - ``identity``: the input already holds integers of ``out_type``.
+    ``in_shape`` is the float input's shape per sample; it is flattened to ``shape``.
+    """
+
+    kind: Literal["quant", "thresholds", "identity"]
+    in_shape: tuple[int, ...]
+    shape: tuple[int, ...]
+    out_type: IntType
+    scale: float = 1.0
+    zero_point: float = 0.0
+    rounding: str = "ROUND"
+    narrow: bool = False
+    thresholds: np.ndarray | None = None  # float64 (C or 1, steps), sorted per row
+    bias: int = 0
+
+
+@dataclass(eq=False)
+class OutputStep(_Node):
+    """One float operation on the host after the hardware: ``mul``, ``add`` or ``softmax``."""
+
+    op: Literal["mul", "add", "softmax"]
+    value: np.ndarray | None = None
+
+
+@dataclass(eq=False)
+class OutputEdge(_Node):
+    steps: list[OutputStep] = field(default_factory=list)
+    out_shape: tuple[int, ...] = ()
+
+
+# ---------------------------------------------------------------------------- hardware layers
+
+
+@dataclass(eq=False)
+class Layer(_Node):
+    """A hardware stage: reads tensor ``input`` (``input_type``), writes ``output``."""
+
+    kind: ClassVar[str] = "layer"
+    name: str
+    input: str
+    output: str
+    input_type: IntType
+    out_type: IntType
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per frame in steady state (the stage's initiation interval)."""
+        raise NotImplementedError
+
+    @property
+    def in_width(self) -> int:
+        """Input stream width in bits."""
+        raise NotImplementedError
+
+    @property
+    def out_width(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def weight_memory_bits(self) -> int:
+        return 0
+
+    @property
+    def threshold_memory_bits(self) -> int:
+        return 0
+
+    def check(self) -> None:
+        """Raise ValueError naming the layer when its parameters are inconsistent."""
+
+
+def _threshold_out(layer: str, thresholds: np.ndarray, channels: int, out_type: IntType, bias: int):
+    if thresholds.ndim != 2 or thresholds.shape[0] not in (1, channels):
+        raise ValueError(
+            f"layer {layer}: thresholds of shape {thresholds.shape}, expected ({channels} or 1, steps)"
+        )
+    if not np.all(np.diff(thresholds, axis=1) >= 0):
+        raise ValueError(f"layer {layer}: thresholds are not sorted per channel")
+    steps = thresholds.shape[1]
+    lo, hi = (-1, 1) if out_type.bipolar else (bias, bias + steps)
+    if not (out_type.min <= lo and hi <= out_type.max):
+        raise ValueError(f"layer {layer}: {steps} thresholds + bias {bias} overflow {out_type}")
+
+
+@dataclass(eq=False)
+class MatVec(Layer):
+    """Matrix-vector(-threshold) unit: ``acc = W @ x`` then optional multi-thresholding.
+
+    ``weights`` is (out_features, in_features) int64. In ``xnor`` mode inputs and weights
+    are {0, 1} encodings of bipolar values and ``acc`` is the popcount of their XNOR. With
+    ``thresholds`` (per output channel or shared, sorted), the output is
+    ``count(acc >= T[c]) + out_bias`` — or ``2 * count - 1`` for a bipolar output; without,
+    the output is ``acc`` itself. ``pe`` output channels and ``simd`` inputs are computed per
+    cycle, for ``n_vectors`` input vectors per frame.
+    """
+
+    kind: ClassVar[str] = "matvec"
+    weight_type: IntType
+    acc_type: IntType
+    weights: np.ndarray
+    thresholds: np.ndarray | None = None
+    out_bias: int = 0
+    xnor: bool = False
+    pe: int = 1
+    simd: int = 1
+    n_vectors: int = 1
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weights.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def cycles(self) -> int:
+        return self.n_vectors * (self.in_features // self.simd) * (self.out_features // self.pe)
+
+    @property
+    def in_width(self) -> int:
+        return self.simd * self.input_type.bits
+
+    @property
+    def out_width(self) -> int:
+        return self.pe * self.out_type.bits
+
+    @property
+    def weight_width(self) -> int:
+        return self.pe * self.simd * self.weight_type.bits
+
+    @property
+    def weight_memory_bits(self) -> int:
+        return self.weights.size * self.weight_type.bits
+
+    @property
+    def threshold_memory_bits(self) -> int:
+        return 0 if self.thresholds is None else self.thresholds.size * self.acc_type.bits
+
+    def check(self) -> None:
+        _divides(self.name, "PE", self.pe, self.out_features)
+        _divides(self.name, "SIMD", self.simd, self.in_features)
+        if not self.weight_type.contains(self.weights) and not (
+            self.xnor and np.isin(self.weights, (0, 1)).all()
+        ):
+            raise ValueError(f"layer {self.name}: weights outside {self.weight_type}")
+        if self.thresholds is not None:
+            _threshold_out(
+                self.name, self.thresholds, self.out_features, self.out_type, self.out_bias
+            )
+        elif self.out_type != self.acc_type:
+            raise ValueError(f"layer {self.name}: without thresholds the output is the accumulator")
+
+
+@dataclass(eq=False)
+class Thresholding(Layer):
+    """Standalone multi-thresholding of ``channels`` integer channels, ``pe`` per cycle."""
+
+    kind: ClassVar[str] = "thresholding"
+    channels: int
+    thresholds: np.ndarray
+    out_bias: int = 0
+    pe: int = 1
+    n_vectors: int = 1
+
+    @property
+    def cycles(self) -> int:
+        return self.n_vectors * (self.channels // self.pe)
+
+    @property
+    def in_width(self) -> int:
+        return self.pe * self.input_type.bits
+
+    @property
+    def out_width(self) -> int:
+        return self.pe * self.out_type.bits
+
+    @property
+    def threshold_memory_bits(self) -> int:
+        return self.thresholds.size * self.input_type.bits
+
+    def check(self) -> None:
+        _divides(self.name, "PE", self.pe, self.channels)
+        _threshold_out(self.name, self.thresholds, self.channels, self.out_type, self.out_bias)
+
+
+LAYER_KINDS: dict[str, type[Layer]] = {c.kind: c for c in (MatVec, Thresholding)}
+
+
+@dataclass(eq=False)
+class FIFO(_Node):
+    """Stream FIFO in front of a layer's input (``depth`` words of ``width`` bits)."""
+
+    tensor: str
+    depth: int
+    width: int
+
+
+@dataclass(eq=False)
+class Model(_Node):
+    """The whole accelerator: host edges around a chain of hardware layers."""
+
+    name: str
+    input_edge: InputEdge
+    layers: list[Layer]
+    output_edge: OutputEdge
+    fifos: list[FIFO] = field(default_factory=list)
+    board: str = "pynq-z2"
+    part: str = "xc7z020clg400-1"
+    clock_mhz: float = 100.0
+    source: str = ""
+    estimates: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def input_tensor(self) -> str:
+        return self.layers[0].input
+
+    @property
+    def output_tensor(self) -> str:
+        return self.layers[-1].output
+
+    @property
+    def ii_cycles(self) -> int:
+        """Initiation interval of the pipeline: the slowest stage's cycles per frame."""
+        return max(layer.cycles for layer in self.layers)
+
+    @property
+    def fps(self) -> float:
+        return self.clock_mhz * 1e6 / self.ii_cycles
+
+    @property
+    def latency_cycles(self) -> int:
+        """First-frame latency estimate: every stage's cycles in sequence."""
+        return sum(layer.cycles for layer in self.layers)
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def check(self) -> None:
+        """Structural and numeric consistency; ValueError names the layer."""
+        known = {self.input_tensor: self.input_edge.out_type}
+        for layer in self.layers:
+            layer.check()
+            if layer.input not in known:
+                raise ValueError(f"layer {layer.name}: input {layer.input} is produced by no layer")
+            if known[layer.input] != layer.input_type:
+                raise ValueError(
+                    f"layer {layer.name}: input type {layer.input_type}, "
+                    f"producer gives {known[layer.input]}"
+                )
+            known[layer.output] = layer.out_type

@@ -1,0 +1,1 @@
+"""Simulators of the IR: bit-accurate (values) and, later, cycle-accurate (timing)."""
