@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from compiler.errors import TaperError
+
+BUILD = Path("build")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +56,166 @@ def train(model: str, out: Path, epochs, data_dir, seed, force: bool, quiet: boo
     run(recipe, out, epochs=epochs, seed=seed, data_dir=data_dir, force=force, quiet=quiet)
 
 
+def _resolve_model(model: str, quiet: bool = False) -> tuple[Path, str | None]:
+    """A QONNX file, or a recipe name whose ``build/<name>/model.onnx`` is trained if missing."""
+    p = Path(model)
+    if p.suffix == ".onnx":
+        if not p.is_file():
+            raise TaperError(f"{p}: file not found")
+        return p, None
+    from compiler.qat.recipe import load_recipe
+
+    recipe = load_recipe(model)
+    onnx_path = BUILD / recipe.name / "model.onnx"
+    if not onnx_path.is_file():
+        from compiler.qat.train import train as run_train
+
+        run_train(recipe, onnx_path.parent, quiet=quiet)
+    return onnx_path, recipe.name
+
+
+def _compile_options(recipe_name, board, clock_mhz, target_fps, folding, input_type):
+    from compiler.frontend.compile import CompileOptions
+
+    if recipe_name:
+        from compiler.qat.recipe import load_recipe
+
+        t = load_recipe(recipe_name).target
+        board = board or t.board
+        clock_mhz = clock_mhz or t.clock_mhz
+        if target_fps is None and folding is None:
+            target_fps = t.fps
+    return CompileOptions(
+        board=board or "pynq-z2",
+        clock_mhz=clock_mhz or 100.0,
+        target_fps=target_fps,
+        folding=str(folding) if folding else None,
+        input_type=input_type,
+        recipe=recipe_name,
+    )
+
+
+_compile_opts = [
+    click.option(
+        "--board",
+        help="Target board (pynq-z2, pynq-z1, ultra96, zcu104); "
+        "default: the recipe's, else pynq-z2.",
+    ),
+    click.option("--clock-mhz", type=click.FloatRange(min=1), help="Clock (default 100 MHz)."),
+    click.option(
+        "--target-fps",
+        type=click.FloatRange(min=1e-3),
+        help="Fold (PE/SIMD via FINN's SetFolding) to reach this throughput; default: "
+        "the recipe's target, else fully folded (PE=SIMD=1).",
+    ),
+    click.option(
+        "--folding",
+        type=click.Path(path_type=Path),
+        help='Folding JSON: {"LAYER": {"PE": p, "SIMD": s}, ...}.',
+    ),
+    click.option(
+        "--input-type",
+        help="Fixed-point type of a float model input, e.g. "
+        "fixed<16,6> (signed, 16 bits, 6 integer bits) or uint<8>.",
+    ),
+]
+
+
+def _with(options):
+    def deco(f):
+        for o in reversed(options):
+            f = o(f)
+        return f
+
+    return deco
+
+
+@cli.command("compile")
+@click.argument("model")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Build directory (written atomically; reused when up to date).",
+)
+@_with(_compile_opts)
+@click.option("-q", "--quiet", is_flag=True)
+def compile_cmd(model, out, board, clock_mhz, target_fps, folding, input_type, quiet) -> None:
+    """Compile MODEL (recipe name or QONNX file) into the hardware IR.
+
+    \b
+    Writes OUT/ir.json + ir.npz (the IR), report.md + report.png, reference.onnx (the QONNX
+    reference), finn_hw.onnx and finn_folded.onnx (FINN's graphs) and compile.json.
+    """
+    from compiler.frontend.compile import compile_model
+
+    source, recipe_name = _resolve_model(model, quiet)
+    opts = _compile_options(recipe_name, board, clock_mhz, target_fps, folding, input_type)
+    compile_model(source, out, opts, quiet=quiet)
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--samples", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option(
+    "--against",
+    default="qonnx,finn,brevitas",
+    show_default=True,
+    help="Comma-separated references: qonnx, finn, brevitas.",
+)
+@click.option(
+    "--data",
+    type=click.Choice(["mnist", "digits", "random"]),
+    help="Inputs: a data set's images or random values in the input's range "
+    "(default: the recipe's data set, else random).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs.")
+@click.option("--input-type", help="As for compile, when TARGET is a float-input QONNX file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify(target, samples, against, data, seed, input_type, as_json) -> None:
+    """Check the IR simulator bit for bit against every reference.
+
+    TARGET is a build directory from `taper compile`, a recipe name or a QONNX file (compiled
+    into build/<name>/hw first). Exit 0 only when every reference that ran is bit-exact.
+    """
+    import json
+
+    from compiler.verify import verify as run_verify
+
+    d = Path(target)
+    if not (d.is_dir() and (d / "ir.json").is_file()):
+        from compiler.frontend.compile import compile_model
+
+        source, recipe_name = _resolve_model(target, quiet=as_json)
+        d = BUILD / (recipe_name or source.stem) / "hw"
+        opts = _compile_options(recipe_name, None, None, None, None, input_type)
+        compile_model(source, d, opts, quiet=as_json)
+    v = run_verify(d, samples, [a.strip() for a in against.split(",") if a.strip()], data, seed)
+    if as_json:
+        click.echo(json.dumps(v.to_json(), indent=2))
+    else:
+        click.echo(f"{v.samples} samples: {v.inputs}")
+        for name, r in v.references.items():
+            if r.skipped:
+                click.echo(f"  {name:9s} skipped: {r.skipped}")
+            elif r.mismatches == 0:
+                click.echo(f"  {name:9s} bit-exact" + (f" ({r.note})" if r.note else ""))
+            else:
+                click.echo(f"  {name:9s} {r.mismatches} mismatching samples; first: {r.first}")
+    if not v.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+def show(build_dir: Path) -> None:
+    """Print the report of a compiled build directory."""
+    p = build_dir / "report.md"
+    if not p.is_file():
+        raise TaperError(f"{build_dir}: no report.md (run taper compile first)")
+    click.echo(p.read_text())
+
+
 @cli.command()
 def recipes() -> None:
     """List the model recipes with their per-layer bitwidths."""
@@ -81,6 +244,15 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("taper: interrupted", err=True)
         sys.exit(130)
+    except Exception as e:  # a bug, not bad input: one line unless asked for the traceback
+        if os.environ.get("TAPER_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        click.echo(
+            f"taper: internal error: {type(e).__name__}: {msg} (TAPER_DEBUG=1 shows the traceback)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,22 @@ class CompileOptions:
     recipe: str | None = None  # recipe name when compiled from a recipe
 
     def key(self, source_hash: str, folding_hash: str | None) -> dict:
-        return {"source_sha256": source_hash, "folding_sha256": folding_hash, **self.__dict__}
+        return {
+            "source_sha256": source_hash,
+            "folding_sha256": folding_hash,
+            "compiler": _code_hash(),
+            **self.__dict__,
+        }
+
+
+def _code_hash() -> str:
+    """Hash of the compiler's own source: a build made by other code is stale."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _sha256(path: Path) -> str:
@@ -152,6 +167,8 @@ def _compile(source: Path, out: Path, opts: CompileOptions, b, folding, key) -> 
             "finn_tensors": finn_map,
             "finn_input": edges.hw_input_tensor,
             "input_type": str(ft) if ft else None,
+            "recipe": opts.recipe,
+            "checkpoint": str(source.parent.resolve() / "checkpoint.pt") if opts.recipe else None,
         },
     )
     return m

@@ -15,7 +15,7 @@ import numpy as np
 
 from compiler.errors import TaperError
 from compiler.frontend.finn_passes import OUTPUT_EDGE_OPS, SHAPE_OPS, is_hw
-from compiler.ir.model import InputEdge, OutputEdge, OutputStep
+from compiler.ir.model import FloatStep, InputEdge, OutputEdge
 from compiler.ir.types import IntType
 
 
@@ -29,6 +29,7 @@ class InputQuant:
     signed: bool
     narrow: bool
     rounding: str
+    pre: list[FloatStep] = field(default_factory=list)
 
     @property
     def out_type(self) -> IntType:
@@ -54,14 +55,34 @@ def _scalar(model, name: str) -> float | None:
     return float(v.reshape(()))
 
 
+ELEMENTWISE = {"Mul": "mul", "Add": "add", "Sub": "sub", "Div": "div"}
+
+
+def _pre_step(model, node, tensor: str) -> FloatStep | None:
+    """A scalar elementwise op on ``tensor`` as a host step (x op c; Mul/Add either order)."""
+    if node.op_type not in ELEMENTWISE or len(node.input) != 2:
+        return None
+    other = node.input[1] if node.input[0] == tensor else node.input[0]
+    if node.input[0] != tensor and node.op_type in ("Sub", "Div"):
+        return None
+    c = model.get_initializer(other)
+    if c is None or c.size != 1:
+        return None
+    return FloatStep(ELEMENTWISE[node.op_type], np.asarray(c, dtype=np.float32).reshape(1))
+
+
 def extract_input_quant(model) -> InputQuant | None:
-    """Replace a Quant on the graph input by a Mul with its scale and mark the input as
-    integers of the Quant's type. Returns what was removed, or None."""
+    """Take the input's quantizer (and the scalar float ops before it) onto the host.
+
+    The Quant becomes a Mul by its scale and the graph input is marked as integers of the
+    Quant's type, so FINN sees integer hardware from the first layer on. Returns what was
+    taken, or None when the input is not quantized that way (FINN's thresholds then do it).
+    """
     from onnx import helper
     from qonnx.core.datatype import DataType
 
     inp = model.graph.input[0].name
-    t, node = inp, None
+    t, pre_nodes, pre = inp, [], []
     while True:
         consumers = model.find_consumers(t)
         if len(consumers) != 1:
@@ -70,7 +91,12 @@ def extract_input_quant(model) -> InputQuant | None:
         if node.op_type in SHAPE_OPS:
             t = node.output[0]
             continue
-        break
+        step = _pre_step(model, node, t)
+        if step is None:
+            break
+        pre_nodes.append(node)
+        pre.append(step)
+        t = node.output[0]
     if node.op_type != "Quant":
         return None
     scale, zp, bits = (_scalar(model, n) for n in node.input[1:4])
@@ -85,11 +111,19 @@ def extract_input_quant(model) -> InputQuant | None:
         signed=bool(attrs.get("signed", 1)),
         narrow=bool(attrs.get("narrow", 0)),
         rounding=rounding.decode() if isinstance(rounding, bytes) else str(rounding),
+        pre=pre,
     )
     if q.bits == 1 and q.signed:
         return None  # a 1-bit signed Quant is bipolar; FINN's thresholds handle it
-    # x_int * scale is what the Quant produced: keep the graph's arithmetic, move the
-    # rounding to the host.
+    for pre_node in pre_nodes:  # the host does these now: bypass them
+        src = next(i for i in pre_node.input if model.get_initializer(i) is None)
+        for c in model.find_consumers(pre_node.output[0]):
+            for i, name in enumerate(c.input):
+                if name == pre_node.output[0]:
+                    c.input[i] = src
+        model.graph.node.remove(pre_node)
+    # x_int * scale is what the Quant produced: the graph's arithmetic stays, the rounding
+    # moves to the host.
     scale_name = model.make_new_valueinfo_name()
     model.set_initializer(scale_name, np.asarray(scale, dtype=np.float32))
     mul = helper.make_node(
@@ -158,18 +192,19 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
             zero_point=input_quant.zero_point,
             rounding=input_quant.rounding,
             narrow=input_quant.narrow,
+            pre=input_quant.pre,
         )
     else:
         edge = InputEdge(
             kind="identity", in_shape=in_shape, shape=shape, out_type=IntType.parse(in_dt.name)
         )
 
-    steps: list[OutputStep] = []
+    steps: list[FloatStep] = []
     for n in nodes[hi + 1 :]:
         if n.op_type not in OUTPUT_EDGE_OPS:
             raise TaperError(_unmapped(model, n, source))
         if n.op_type == "Softmax":
-            steps.append(OutputStep("softmax"))
+            steps.append(FloatStep("softmax"))
             continue
         const = next(
             (model.get_initializer(i) for i in n.input if model.get_initializer(i) is not None),
@@ -177,7 +212,7 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
         )
         if const is None:
             raise TaperError(_unmapped(model, n, source))
-        steps.append(OutputStep(n.op_type.lower(), np.asarray(const, dtype=np.float32).reshape(-1)))
+        steps.append(FloatStep(n.op_type.lower(), np.asarray(const, dtype=np.float32).reshape(-1)))
     out_shape = tuple(model.get_tensor_shape(model.graph.output[0].name)[1:])
     return Edges(
         input=edge,

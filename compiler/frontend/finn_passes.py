@@ -10,6 +10,10 @@ covered by a test in ``tests/test_finn_compat.py`` that fails when upstream chan
   build directory (``finn_environment``).
 - ``ApplyConfig`` accepts a PE/SIMD that does not divide the layer and only fails at code
   generation: ``apply_folding`` checks divisibility itself.
+- FINN turns a Quant activation (ROUND: half to even) into thresholds at k + 1/2 compared
+  with ``>=``, i.e. rounding half up: at an exact tie, which power-of-two scales make
+  common, the hardware would differ from the QONNX model. ``HalfEvenTies`` moves each
+  threshold that sits exactly on a tie to the side QONNX's rounding takes.
 - ``SetFolding`` and the estimate analyses need specialized nodes (``MVAU_hls``...), while
   only the generic nodes execute in Python (``*_hls`` need Vitis for cppsim):
   ``generic_copy`` maps a specialized graph back for execution.
@@ -82,6 +86,37 @@ def _tidy(model):
     return model
 
 
+def _half_even_ties():
+    from qonnx.custom_op.registry import getCustomOp
+    from qonnx.transformation.base import Transformation
+
+    class HalfEvenTies(Transformation):
+        """For integer-input MultiThresholds (multi-bit outputs), make the comparison at an
+        exact tie round half to even: the threshold for output level j becomes exclusive
+        (T + 1/2, ceiled to T + 1 later) when j is odd."""
+
+        def apply(self, model):
+            for n in model.graph.node:
+                if n.op_type != "MultiThreshold":
+                    continue
+                if not model.get_tensor_datatype(n.input[0]).is_integer():
+                    continue
+                if model.get_tensor_datatype(n.output[0]).bitwidth() == 1:
+                    continue
+                inst = getCustomOp(n)
+                if inst.get_nodeattr("out_scale") != 1.0:
+                    continue
+                t = model.get_initializer(n.input[1]).astype(np.float64)
+                tie = np.abs(t - np.round(t)) <= 1e-6 * np.maximum(1.0, np.abs(t))
+                level = inst.get_nodeattr("out_bias") + np.arange(1, t.shape[1] + 1)
+                odd = (np.round(level).astype(np.int64) % 2) != 0
+                new = np.where(tie, np.round(t), t) + np.where(tie & odd[None, :], 0.5, 0.0)
+                model.set_initializer(n.input[1], new.astype(np.float32))
+            return model, False
+
+    return HalfEvenTies()
+
+
 def streamline(model):
     """QONNX -> FINN dialect, streamlined to integer MatMuls between MultiThresholds."""
     import finn.transformation.streamline.absorb as absorb
@@ -102,6 +137,7 @@ def streamline(model):
         absorb.AbsorbMulIntoMultiThreshold(),
         ConvertBipolarMatMulToXnorPopcount(),
         Streamline(),
+        _half_even_ties(),
         RoundAndClipThresholds(),
     ):
         model = _tidy(model.transform(t))

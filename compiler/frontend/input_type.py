@@ -51,7 +51,8 @@ def parse_input_type(text: str) -> FixedType:
 
 def insert_input_quant(model, ft: FixedType):
     """Put a Quant node of type ``ft`` between the graph input and its consumers."""
-    from qonnx.util.basic import qonnx_make_model  # noqa: F401  (keeps qonnx import local)
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
 
     inp = model.graph.input[0].name
     q_out = model.make_new_valueinfo_name()
@@ -76,4 +77,4 @@ def insert_input_quant(model, ft: FixedType):
         rounding_mode="ROUND",
     )
     model.graph.node.insert(0, node)
-    return model
+    return model.transform(InferShapes()).transform(InferDataTypes())

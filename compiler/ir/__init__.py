@@ -2,13 +2,13 @@
 
 from compiler.ir.model import (
     FIFO,
+    FloatStep,
     InputEdge,
     IntType,
     Layer,
     MatVec,
     Model,
     OutputEdge,
-    OutputStep,
     Thresholding,
 )
 from compiler.ir.serialize import load, save
@@ -21,7 +21,7 @@ __all__ = [
     "MatVec",
     "Model",
     "OutputEdge",
-    "OutputStep",
+    "FloatStep",
     "Thresholding",
     "load",
     "save",

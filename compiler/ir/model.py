@@ -53,11 +53,21 @@ def _divides(layer: str, what: str, fold: int, size: int) -> None:
 
 
 @dataclass(eq=False)
+class FloatStep(_Node):
+    """A float32 elementwise operation on the host: ``mul``, ``add``, ``sub``, ``div`` by a
+    constant, or ``softmax`` over the last axis."""
+
+    op: Literal["mul", "add", "sub", "div", "softmax"]
+    value: np.ndarray | None = None
+
+
+@dataclass(eq=False)
 class InputEdge(_Node):
     """Host-side conversion of the float input into the first layer's integers.
 
     ``kind``:
-      - ``quant``: q = clip(round(x / scale + zero_point)) as a QONNX Quant node does;
+      - ``quant``: q = clip(round(pre(x) / scale + zero_point)) as the reference's float ops
+        ``pre`` and its QONNX Quant node compute it, in float32;
       - ``thresholds``: q = count(x >= T[c]) + bias (FINN's thresholding of a float input);
       - ``identity``: the input already holds integers of ``out_type``.
     ``in_shape`` is the float input's shape per sample; it is flattened to ``shape``.
@@ -73,19 +83,12 @@ class InputEdge(_Node):
     narrow: bool = False
     thresholds: np.ndarray | None = None  # float64 (C or 1, steps), sorted per row
     bias: int = 0
-
-
-@dataclass(eq=False)
-class OutputStep(_Node):
-    """One float operation on the host after the hardware: ``mul``, ``add`` or ``softmax``."""
-
-    op: Literal["mul", "add", "softmax"]
-    value: np.ndarray | None = None
+    pre: list[FloatStep] = field(default_factory=list)
 
 
 @dataclass(eq=False)
 class OutputEdge(_Node):
-    steps: list[OutputStep] = field(default_factory=list)
+    steps: list[FloatStep] = field(default_factory=list)
     out_shape: tuple[int, ...] = ()
 
 

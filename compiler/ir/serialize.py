@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 
 from compiler.artifacts import atomic_write
-from compiler.ir.model import FIFO, LAYER_KINDS, InputEdge, Model, OutputEdge, OutputStep
+from compiler.ir.model import FIFO, LAYER_KINDS, FloatStep, InputEdge, Model, OutputEdge
 from compiler.ir.types import IntType
 
 IR_JSON = "ir.json"
 IR_NPZ = "ir.npz"
 FORMAT = 1
-_CLASSES = {c.__name__: c for c in (FIFO, InputEdge, Model, OutputEdge, OutputStep)}
+_CLASSES = {c.__name__: c for c in (FIFO, InputEdge, Model, OutputEdge, FloatStep)}
 _CLASSES |= {c.__name__: c for c in LAYER_KINDS.values()}
 
 

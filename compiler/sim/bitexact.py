@@ -23,8 +23,10 @@ def quantize_input(edge: InputEdge, x: np.ndarray) -> np.ndarray:
             raise ValueError(f"input values are not all {edge.out_type} integers")
         return q.astype(np.int64).reshape(len(x), *edge.shape)
     if edge.kind == "quant":
-        # As QONNX's Quant: in float32, x / scale + zero_point, rounded, clipped.
-        v = x.astype(np.float32) / np.float32(edge.scale) + np.float32(edge.zero_point)
+        # As the reference: its float ops, then QONNX's Quant (x / scale + zero_point,
+        # clipped, rounded), all in float32.
+        v = float_steps(edge.pre, x.astype(np.float32))
+        v = v / np.float32(edge.scale) + np.float32(edge.zero_point)
         v = _round(v, edge.rounding)
         lo = edge.out_type.min + (1 if edge.narrow and edge.out_type.signed else 0)
         q = np.clip(v, lo, edge.out_type.max)
@@ -121,18 +123,29 @@ def run_hardware(model: Model, q: np.ndarray, keep: bool = False) -> dict[str, n
     return env if keep else {model.output_tensor: env[model.output_tensor]}
 
 
-def dequantize_output(edge: OutputEdge, y: np.ndarray) -> np.ndarray:
-    """Host output edge in float32, as the reference graph computes it."""
-    v = y.astype(np.float32)
-    for step in edge.steps:
+def float_steps(steps, v: np.ndarray) -> np.ndarray:
+    """Host float ops in float32, as onnxruntime evaluates them in the reference graph."""
+    for step in steps:
+        c = None if step.value is None else step.value.astype(np.float32)
         if step.op == "mul":
-            v = v * step.value.astype(np.float32)
+            v = v * c
         elif step.op == "add":
-            v = v + step.value.astype(np.float32)
+            v = v + c
+        elif step.op == "sub":
+            v = v - c
+        elif step.op == "div":
+            v = v / c
         elif step.op == "softmax":
             e = np.exp(v - v.max(axis=-1, keepdims=True))
             v = e / e.sum(axis=-1, keepdims=True)
+        else:
+            raise ValueError(f"unknown host op {step.op}")
     return v
+
+
+def dequantize_output(edge: OutputEdge, y: np.ndarray) -> np.ndarray:
+    """Host output edge in float32, as the reference graph computes it."""
+    return float_steps(edge.steps, y.astype(np.float32))
 
 
 def run(model: Model, x: np.ndarray) -> np.ndarray:

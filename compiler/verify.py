@@ -1,0 +1,342 @@
+"""``taper verify``: the IR simulator against every reference that can run here.
+
+All references get the same float inputs; comparison is at integer level. A reference's
+output (before any trailing Softmax) is mapped back through the output edge's Mul/Add to the
+hardware's integers; FINN's execution is compared layer by layer. Bit-exact means equal.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from compiler import ir
+from compiler.errors import TaperError
+from compiler.ir.model import MatVec, Model
+from compiler.sim import bitexact
+
+REFERENCES = ("qonnx", "finn", "brevitas")
+# Above this accumulator width the float32 reference rounds (products of wide fixed-point
+# inputs and weights, plus scale and bias): run it in float64 instead.
+FLOAT32_EXACT_BITS = 16
+
+
+@dataclass
+class Mismatch:
+    layer: str
+    sample: int
+    index: int
+    ir: int
+    reference: float
+
+    def __str__(self) -> str:
+        return (
+            f"layer {self.layer}, sample {self.sample}, element {self.index}: "
+            f"IR {self.ir}, reference {self.reference:g}"
+        )
+
+
+@dataclass
+class RefResult:
+    mismatches: int = 0
+    first: Mismatch | None = None
+    skipped: str | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict:
+        d = {"mismatches": self.mismatches}
+        if self.first is not None:
+            d["first"] = asdict(self.first)
+        if self.skipped:
+            d["skipped"] = self.skipped
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+@dataclass
+class Verification:
+    samples: int
+    inputs: str
+    references: dict[str, RefResult] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        ran = [r for r in self.references.values() if not r.skipped]
+        return bool(ran) and all(r.mismatches == 0 for r in ran)
+
+    def to_json(self) -> dict:
+        return {
+            "samples": self.samples,
+            "inputs": self.inputs,
+            "references": {k: v.to_json() for k, v in self.references.items()},
+        }
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def make_inputs(
+    m: Model, n: int, data: str | None, recipe=None, seed: int = 0
+) -> tuple[np.ndarray, str]:
+    """``n`` float inputs of the model's input shape: a data set's images, or random values
+    spread over the input edge's quantized range."""
+    from compiler.qat.data import load
+
+    if data is None and recipe is not None:
+        data = recipe.dataset.name
+    shape = m.input_edge.in_shape
+    if data is not None and data != "random":
+        split = load(
+            data,
+            seed=recipe.seed if recipe else 0,
+            holdout=recipe.dataset.holdout if recipe else 1000,
+        )
+        x = np.concatenate([split.x_holdout, split.x_train])[:n]
+        if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
+            raise TaperError(
+                f"--data {data}: images of shape {x.shape[1:]} do not fit the "
+                f"model's input {list(shape)}"
+            )
+        return x.reshape(len(x), *shape).astype(np.float32), f"{split.source} ({len(x)} images)"
+    rng = np.random.default_rng(seed)
+    e = m.input_edge
+    if e.kind == "identity":
+        t = e.out_type
+        vals = (
+            rng.choice([-1, 1], size=(n, *shape))
+            if t.bipolar
+            else rng.integers(t.min, t.max + 1, size=(n, *shape))
+        )
+        return vals.astype(np.float32), f"random {t} values"
+    if e.kind == "quant":
+        lo = (e.out_type.min - e.zero_point - 0.5) * e.scale
+        hi = (e.out_type.max - e.zero_point + 0.5) * e.scale
+        return rng.uniform(lo, hi, size=(n, *shape)).astype(
+            np.float32
+        ), "random values over the input quantizer's range"
+    t = e.thresholds
+    span = max(float(t.max() - t.min()), 1.0)
+    x = rng.uniform(t.min() - 0.25 * span, t.max() + 0.25 * span, size=(n, *shape))
+    return x.astype(np.float32), "random values over the input thresholds' range"
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _needs_float64(m: Model) -> bool:
+    return any(
+        isinstance(layer, MatVec) and layer.acc_type.bits > FLOAT32_EXACT_BITS for layer in m.layers
+    )
+
+
+def _as_float64(model, casts: bool = True):
+    """A copy of a (Q)ONNX model computing in float64.
+
+    Initializers and value types become DOUBLE. qonnx's and FINN's custom ops (Quant,
+    MultiThreshold, MVAU...) hand their results back as float32 whatever their inputs; their
+    outputs are exact in float32 (quantized values), so a Cast to DOUBLE after each of them
+    keeps the standard ops that follow (run by onnxruntime) in float64.
+    """
+    import copy
+
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    shapes = ModelWrapper(model)
+    m = copy.deepcopy(model)
+    g = m.graph
+    for i, init in enumerate(g.initializer):
+        if init.data_type == TensorProto.FLOAT:
+            arr = numpy_helper.to_array(init).astype(np.float64)
+            g.initializer[i].CopyFrom(numpy_helper.from_array(arr, init.name))
+    for vi in [*g.input, *g.output, *g.value_info]:
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+            vi.type.tensor_type.elem_type = TensorProto.DOUBLE
+    nodes = list(g.node)
+    del g.node[:]
+    for node in nodes:
+        cast_nodes = []
+        if casts and node.domain not in ("", "ai.onnx"):
+            for k, out in enumerate(node.output):
+                raw = f"{out}__float32"
+                node.output[k] = raw  # before appending: append copies the message
+                shape = shapes.get_tensor_shape(out)
+                g.value_info.append(helper.make_tensor_value_info(raw, TensorProto.FLOAT, shape))
+                cast_nodes.append(helper.make_node("Cast", [raw], [out], to=TensorProto.DOUBLE))
+        g.node.extend([node, *cast_nodes])
+    return m
+
+
+def _output_to_int(m: Model, r: np.ndarray) -> np.ndarray:
+    """Invert the output edge's Mul/Add (in float64) to recover the hardware's integers."""
+    v = r.astype(np.float64).reshape(len(r), -1)
+    for step in reversed([s for s in m.output_edge.steps if s.op != "softmax"]):
+        if step.op == "add":
+            v = v - step.value.astype(np.float64)
+        elif step.op == "mul":
+            v = v / step.value.astype(np.float64)
+    return v
+
+
+def _compare(layer: str, ir_vals: np.ndarray, ref_vals: np.ndarray) -> tuple[int, Mismatch | None]:
+    ir_vals = ir_vals.reshape(len(ir_vals), -1)
+    ref_vals = ref_vals.reshape(len(ref_vals), -1)
+    bad = ir_vals != np.round(ref_vals)
+    if ir_vals.shape != ref_vals.shape:
+        raise TaperError(
+            f"layer {layer}: IR gives {ir_vals.shape[1:]}, reference {ref_vals.shape[1:]}"
+        )
+    rows = np.flatnonzero(bad.any(axis=1))
+    if not len(rows):
+        return 0, None
+    s = int(rows[0])
+    i = int(np.flatnonzero(bad[s])[0])
+    return len(rows), Mismatch(layer, s, i, int(ir_vals[s, i]), float(ref_vals[s, i]))
+
+
+# ---------------------------------------------------------------------------- references
+
+
+def _activation_quants(model) -> list:
+    inits = {t.name for t in model.graph.initializer}
+    return [
+        n
+        for n in model.graph.node
+        if n.op_type in ("Quant", "BipolarQuant") and n.input[0] not in inits
+    ]
+
+
+def ref_qonnx(m: Model, d: Path, x: np.ndarray, env: dict) -> RefResult:
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    model = ModelWrapper(str(d / "reference.onnx"))
+    note = None
+    if _needs_float64(m):
+        model = ModelWrapper(_as_float64(model.model))
+        x = x.astype(np.float64)
+        note = "reference run in float64 (accumulators wider than 16 bits)"
+    softmax = [n for n in model.graph.node if n.op_type == "Softmax"]
+    out_name = softmax[-1].input[0] if softmax else model.graph.output[0].name
+    # Per-layer localization: thresholded layers map onto the last activation quantizers.
+    acts = _activation_quants(model)
+    thr_layers = [layer for layer in m.layers if getattr(layer, "thresholds", None) is not None]
+    pairs = list(zip(reversed(thr_layers), reversed(acts), strict=False))
+    names = list(dict.fromkeys([out_name, *(q.output[0] for _, q in pairs)]))
+    iname = model.graph.input[0].name
+    got: dict[str, list] = {t: [] for t in names}
+    for xi in x:
+        ctx = execute_onnx(model, {iname: xi[None]}, return_full_exec_context=True)
+        for t in names:
+            got[t].append(np.asarray(ctx[t], dtype=np.float64).reshape(1, -1))
+    ref = {t: np.concatenate(v) for t, v in got.items()}
+    res = RefResult(note=note)
+    res.mismatches, res.first = _compare(
+        m.layers[-1].name, env[m.output_tensor], _output_to_int(m, ref[out_name])
+    )
+    if res.mismatches:
+        for layer, q in reversed(pairs):
+            scale = model.get_initializer(q.input[1]) if q.op_type == "Quant" else 1.0
+            r = ref[q.output[0]] / np.asarray(scale, dtype=np.float64).reshape(1, -1)
+            y = env[layer.output]
+            if layer.out_type.name == "BINARY":
+                y = 2 * y - 1
+            n_bad, first = _compare(layer.name, y, r)
+            if n_bad:
+                res.first = first
+                break
+    return res
+
+
+def ref_finn(m: Model, d: Path, x: np.ndarray, q: np.ndarray, env: dict, info: dict) -> RefResult:
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from compiler.frontend import finn_passes as F
+
+    with F.finn_environment(d / ".finn-exec"):
+        model = ModelWrapper(str(d / "finn_hw.onnx"))
+        feed = q.reshape(len(q), *m.input_edge.in_shape) if m.input_edge.kind == "quant" else x
+        feed = feed.astype(np.float32)
+        note = None
+        if _needs_float64(m):
+            # FINN's HW ops compute in the dtype they are given: no casts needed
+            model = ModelWrapper(_as_float64(model.model, casts=False))
+            feed = feed.astype(np.float64)
+            note = "FINN graph run in float64 (accumulators wider than 16 bits)"
+        tensors = info["finn_tensors"]
+        wanted = [info["finn_input"], *tensors.values()]
+        ref = F.execute(model, feed, wanted)
+    res = RefResult(note=note)
+    n_in, first_in = _compare("input edge", q, ref[info["finn_input"]])
+    if n_in:
+        res.first = first_in
+    for layer in m.layers:
+        n_bad, first = _compare(layer.name, env[layer.output], ref[tensors[layer.name]])
+        if n_bad and res.first is None:
+            res.first = first
+        if layer is m.layers[-1]:
+            res.mismatches = max(n_bad, n_in)
+    return res
+
+
+def ref_brevitas(m: Model, x: np.ndarray, env: dict, info: dict) -> RefResult:
+    recipe_name, ckpt = info.get("recipe"), info.get("checkpoint")
+    if not recipe_name or not ckpt or not Path(ckpt).is_file():
+        return RefResult(skipped="no recipe and checkpoint for this model")
+    import torch
+
+    from compiler.qat.data import load
+    from compiler.qat.recipe import load_recipe
+    from compiler.qat.train import build_model, predict
+
+    recipe = load_recipe(recipe_name)
+    split = load(recipe.dataset.name, seed=recipe.seed, holdout=recipe.dataset.holdout)
+    model = build_model(recipe, split, recipe.seed)
+    model.load_state_dict(torch.load(ckpt, weights_only=True))
+    r = predict(model, x.astype(np.float32))
+    res = RefResult()
+    res.mismatches, res.first = _compare(
+        m.layers[-1].name, env[m.output_tensor], _output_to_int(m, r)
+    )
+    return res
+
+
+def verify(
+    d: Path,
+    samples: int = 1000,
+    against: list[str] | None = None,
+    data: str | None = None,
+    seed: int = 0,
+) -> Verification:
+    d = Path(d)
+    if not (d / ir.serialize.IR_JSON).is_file():
+        raise TaperError(f"{d}: not a compiled build directory (no {ir.serialize.IR_JSON})")
+    m = ir.load(d)
+    info = json.loads((d / "compile.json").read_text())
+    against = against or ["qonnx", "finn", "brevitas"]
+    unknown = [a for a in against if a not in REFERENCES]
+    if unknown:
+        raise TaperError(
+            f"--against: unknown reference '{unknown[0]}': expected {', '.join(REFERENCES)}"
+        )
+    recipe = None
+    if info.get("recipe"):
+        from compiler.qat.recipe import load_recipe
+
+        recipe = load_recipe(info["recipe"])
+    x, what = make_inputs(m, samples, data, recipe, seed)
+    q = bitexact.quantize_input(m.input_edge, x).reshape(len(x), -1)
+    env = bitexact.run_hardware(m, q, keep=True)
+    v = Verification(samples=len(x), inputs=what)
+    for a in against:
+        if a == "qonnx":
+            v.references[a] = ref_qonnx(m, d, x, env)
+        elif a == "finn":
+            v.references[a] = ref_finn(m, d, x, q, env, info)
+        elif a == "brevitas":
+            v.references[a] = ref_brevitas(m, x, env, info)
+    return v
