@@ -133,20 +133,12 @@ def _needs_float64(m: Model) -> bool:
     )
 
 
-def _as_float64(model, casts: bool = True):
-    """A copy of a (Q)ONNX model computing in float64.
-
-    Initializers and value types become DOUBLE. qonnx's and FINN's custom ops (Quant,
-    MultiThreshold, MVAU...) hand their results back as float32 whatever their inputs; their
-    outputs are exact in float32 (quantized values), so a Cast to DOUBLE after each of them
-    keeps the standard ops that follow (run by onnxruntime) in float64.
-    """
+def _as_float64(model):
+    """A copy of a (Q)ONNX model whose float tensors and initializers are DOUBLE."""
     import copy
 
-    from onnx import TensorProto, helper, numpy_helper
-    from qonnx.core.modelwrapper import ModelWrapper
+    from onnx import TensorProto, numpy_helper
 
-    shapes = ModelWrapper(model)
     m = copy.deepcopy(model)
     g = m.graph
     for i, init in enumerate(g.initializer):
@@ -156,19 +148,37 @@ def _as_float64(model, casts: bool = True):
     for vi in [*g.input, *g.output, *g.value_info]:
         if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
             vi.type.tensor_type.elem_type = TensorProto.DOUBLE
-    nodes = list(g.node)
-    del g.node[:]
-    for node in nodes:
-        cast_nodes = []
-        if casts and node.domain not in ("", "ai.onnx"):
-            for k, out in enumerate(node.output):
-                raw = f"{out}__float32"
-                node.output[k] = raw  # before appending: append copies the message
-                shape = shapes.get_tensor_shape(out)
-                g.value_info.append(helper.make_tensor_value_info(raw, TensorProto.FLOAT, shape))
-                cast_nodes.append(helper.make_node("Cast", [raw], [out], to=TensorProto.DOUBLE))
-        g.node.extend([node, *cast_nodes])
     return m
+
+
+def _execute(model, x: np.ndarray, names: list[str], float64: bool) -> dict[str, np.ndarray]:
+    """qonnx's node-by-node execution, one sample at a time, returning ``names`` stacked.
+
+    In float64 mode, qonnx's custom ops (Quant...) hand back float32 whatever their input;
+    their values are exact in float32 (quantized), so each result is widened again before the
+    onnxruntime ops that follow see it.
+    """
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_node
+
+    if float64:
+        model = ModelWrapper(_as_float64(model.model))
+        x = x.astype(np.float64)
+    g = model.graph
+    opset = model.model.opset_import[0].version
+    iname = g.input[0].name
+    got: dict[str, list] = {t: [] for t in names}
+    for xi in x:
+        ctx = model.make_empty_exec_context()
+        ctx[iname] = xi[None]
+        for node in g.node:
+            execute_node(node, ctx, g, opset)
+            if float64 and node.domain not in ("", "ai.onnx"):
+                for o in node.output:
+                    ctx[o] = np.asarray(ctx[o], dtype=np.float64)
+        for t in names:
+            got[t].append(np.asarray(ctx[t], dtype=np.float64).reshape(1, -1))
+    return {t: np.concatenate(v) for t, v in got.items()}
 
 
 def _output_to_int(m: Model, r: np.ndarray) -> np.ndarray:
@@ -212,14 +222,10 @@ def _activation_quants(model) -> list:
 
 def ref_qonnx(m: Model, d: Path, x: np.ndarray, env: dict) -> RefResult:
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
 
     model = ModelWrapper(str(d / "reference.onnx"))
-    note = None
-    if _needs_float64(m):
-        model = ModelWrapper(_as_float64(model.model))
-        x = x.astype(np.float64)
-        note = "reference run in float64 (accumulators wider than 16 bits)"
+    float64 = _needs_float64(m)
+    note = "reference run in float64 (accumulators wider than 16 bits)" if float64 else None
     softmax = [n for n in model.graph.node if n.op_type == "Softmax"]
     out_name = softmax[-1].input[0] if softmax else model.graph.output[0].name
     # Per-layer localization: thresholded layers map onto the last activation quantizers.
@@ -227,13 +233,7 @@ def ref_qonnx(m: Model, d: Path, x: np.ndarray, env: dict) -> RefResult:
     thr_layers = [layer for layer in m.layers if getattr(layer, "thresholds", None) is not None]
     pairs = list(zip(reversed(thr_layers), reversed(acts), strict=False))
     names = list(dict.fromkeys([out_name, *(q.output[0] for _, q in pairs)]))
-    iname = model.graph.input[0].name
-    got: dict[str, list] = {t: [] for t in names}
-    for xi in x:
-        ctx = execute_onnx(model, {iname: xi[None]}, return_full_exec_context=True)
-        for t in names:
-            got[t].append(np.asarray(ctx[t], dtype=np.float64).reshape(1, -1))
-    ref = {t: np.concatenate(v) for t, v in got.items()}
+    ref = _execute(model, x, names, float64)
     res = RefResult(note=note)
     res.mismatches, res.first = _compare(
         m.layers[-1].name, env[m.output_tensor], _output_to_int(m, ref[out_name])
@@ -263,8 +263,8 @@ def ref_finn(m: Model, d: Path, x: np.ndarray, q: np.ndarray, env: dict, info: d
         feed = feed.astype(np.float32)
         note = None
         if _needs_float64(m):
-            # FINN's HW ops compute in the dtype they are given: no casts needed
-            model = ModelWrapper(_as_float64(model.model, casts=False))
+            # FINN's HW ops compute in the dtype they are given
+            model = ModelWrapper(_as_float64(model.model))
             feed = feed.astype(np.float64)
             note = "FINN graph run in float64 (accumulators wider than 16 bits)"
         tensors = info["finn_tensors"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import io
 import tempfile
 import warnings
@@ -20,6 +21,8 @@ def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> 
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
+    # The exporter warns about torchvision ops this project never uses.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     was_training = model.training
     model.eval()
     try:
