@@ -192,20 +192,23 @@ def _output_to_int(m: Model, r: np.ndarray) -> np.ndarray:
     return v
 
 
-def _compare(layer: str, ir_vals: np.ndarray, ref_vals: np.ndarray) -> tuple[int, Mismatch | None]:
+def _compare(
+    layer: str, ir_vals: np.ndarray, ref_vals: np.ndarray
+) -> tuple[np.ndarray, Mismatch | None]:
+    """Per-sample mismatch flags and the first mismatch (sample, element, both values)."""
     ir_vals = ir_vals.reshape(len(ir_vals), -1)
     ref_vals = ref_vals.reshape(len(ref_vals), -1)
-    bad = ir_vals != np.round(ref_vals)
     if ir_vals.shape != ref_vals.shape:
         raise TaperError(
             f"layer {layer}: IR gives {ir_vals.shape[1:]}, reference {ref_vals.shape[1:]}"
         )
-    rows = np.flatnonzero(bad.any(axis=1))
-    if not len(rows):
-        return 0, None
-    s = int(rows[0])
+    bad = ir_vals != np.round(ref_vals)
+    rows = bad.any(axis=1)
+    if not rows.any():
+        return rows, None
+    s = int(np.flatnonzero(rows)[0])
     i = int(np.flatnonzero(bad[s])[0])
-    return len(rows), Mismatch(layer, s, i, int(ir_vals[s, i]), float(ref_vals[s, i]))
+    return rows, Mismatch(layer, s, i, int(ir_vals[s, i]), float(ref_vals[s, i]))
 
 
 # ---------------------------------------------------------------------------- references
@@ -235,9 +238,10 @@ def ref_qonnx(m: Model, d: Path, x: np.ndarray, env: dict) -> RefResult:
     names = list(dict.fromkeys([out_name, *(q.output[0] for _, q in pairs)]))
     ref = _execute(model, x, names, float64)
     res = RefResult(note=note)
-    res.mismatches, res.first = _compare(
+    rows, res.first = _compare(
         m.layers[-1].name, env[m.output_tensor], _output_to_int(m, ref[out_name])
     )
+    res.mismatches = int(rows.sum())
     if res.mismatches:
         for layer, q in reversed(pairs):
             scale = model.get_initializer(q.input[1]) if q.op_type == "Quant" else 1.0
@@ -245,8 +249,8 @@ def ref_qonnx(m: Model, d: Path, x: np.ndarray, env: dict) -> RefResult:
             y = env[layer.output]
             if layer.out_type.name == "BINARY":
                 y = 2 * y - 1
-            n_bad, first = _compare(layer.name, y, r)
-            if n_bad:
+            rows, first = _compare(layer.name, y, r)
+            if rows.any():
                 res.first = first
                 break
     return res
@@ -270,16 +274,17 @@ def ref_finn(m: Model, d: Path, x: np.ndarray, q: np.ndarray, env: dict, info: d
         tensors = info["finn_tensors"]
         wanted = [info["finn_input"], *tensors.values()]
         ref = F.execute(model, feed, wanted)
+    # Every layer is compared: a sample counts once if any of its tensors differs.
     res = RefResult(note=note)
-    n_in, first_in = _compare("input edge", q, ref[info["finn_input"]])
-    if n_in:
-        res.first = first_in
-    for layer in m.layers:
-        n_bad, first = _compare(layer.name, env[layer.output], ref[tensors[layer.name]])
-        if n_bad and res.first is None:
+    bad = np.zeros(len(q), dtype=bool)
+    checks = [("input edge", q, info["finn_input"])]
+    checks += [(layer.name, env[layer.output], tensors[layer.name]) for layer in m.layers]
+    for name, ours, theirs in checks:
+        rows, first = _compare(name, ours, ref[theirs])
+        bad |= rows
+        if first is not None and res.first is None:
             res.first = first
-        if layer is m.layers[-1]:
-            res.mismatches = max(n_bad, n_in)
+    res.mismatches = int(bad.sum())
     return res
 
 
@@ -299,9 +304,8 @@ def ref_brevitas(m: Model, x: np.ndarray, env: dict, info: dict) -> RefResult:
     model.load_state_dict(torch.load(ckpt, weights_only=True))
     r = predict(model, x.astype(np.float32))
     res = RefResult()
-    res.mismatches, res.first = _compare(
-        m.layers[-1].name, env[m.output_tensor], _output_to_int(m, r)
-    )
+    rows, res.first = _compare(m.layers[-1].name, env[m.output_tensor], _output_to_int(m, r))
+    res.mismatches = int(rows.sum())
     return res
 
 
