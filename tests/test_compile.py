@@ -12,6 +12,7 @@ from compiler.frontend.compile import CompileOptions, compile_model
 from compiler.qat.recipe import load_recipe
 from compiler.qat.train import train
 from compiler.verify import verify
+
 from conftest import ZOO
 
 ZOO_CASES = {
