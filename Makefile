@@ -12,7 +12,7 @@ BUILD ?= build
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: setup test test-fast lint train export lock bitstream clean help
+.PHONY: setup test test-fast lint train compile verify lock bitstream clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -46,9 +46,14 @@ lint: setup  ## ruff
 train: setup  ## train MODEL (recipe name) into $(BUILD)/MODEL
 	$(BIN)/taper train $(MODEL) --out $(BUILD)/$(notdir $(basename $(MODEL)))
 
-bitstream: setup  ## the main job: as far as the flow goes today (train + export)
-	@if [ -f "$(MODEL)" ]; then echo "$(MODEL) is already a QONNX file: nothing to train"; \
-	else $(BIN)/taper train $(MODEL) --out $(BUILD)/$(MODEL); fi
+compile: setup  ## compile MODEL (recipe or .onnx) into $(BUILD)/<name>/hw
+	$(BIN)/taper compile $(MODEL) --out $(BUILD)/$(notdir $(basename $(MODEL)))/hw $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)')
+
+verify: compile  ## check the IR bit for bit against qonnx, FINN (and Brevitas for recipes)
+	$(BIN)/taper verify $(BUILD)/$(notdir $(basename $(MODEL)))/hw $(if $(DATA),--data $(DATA))
+
+bitstream: verify  ## the main job: as far as the flow goes today (train, compile, verify)
+	@echo "bitstreams come with the back ends; the verified IR is in $(BUILD)/$(notdir $(basename $(MODEL)))/hw"
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD) .pytest_cache

@@ -25,7 +25,7 @@ class Arch(_Strict):
     """The network: ``fc`` is FINN's TFC/SFC/LFC family (Linear, BatchNorm, activation)."""
 
     type: Literal["fc"] = "fc"
-    hidden: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
     batchnorm: bool = True
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 

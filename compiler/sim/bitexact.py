@@ -1,8 +1,10 @@
 """Bit-accurate simulator of the IR: the reference every back end is checked against.
 
-Integer semantics, computed with numpy on whole batches. Matrix products run in float64
-through BLAS only when the layer's accumulator type proves every partial sum stays below
-2**53 (then float64 is exact); otherwise in int64.
+Integer semantics, computed with numpy on whole batches. Values flow between layers as
+floats holding integers wherever that is provably exact, so that matrix products run
+through BLAS: a layer's accumulator type bounds every product and every partial sum (in any
+summation order), so float32 is exact for accumulators up to 24 bits and float64 up to 53
+bits; wider accumulators use int64. Public functions return int64.
 """
 
 from __future__ import annotations
@@ -11,29 +13,48 @@ import numpy as np
 
 from compiler.ir.model import InputEdge, Layer, MatVec, Model, OutputEdge, Thresholding
 
+EXACT_FLOAT32_BITS = 24
 EXACT_FLOAT64_BITS = 53
+
+
+def _dtype(bits: int):
+    if bits <= EXACT_FLOAT32_BITS:
+        return np.float32
+    if bits <= EXACT_FLOAT64_BITS:
+        return np.float64
+    return np.int64
 
 
 def quantize_input(edge: InputEdge, x: np.ndarray) -> np.ndarray:
     """Host input edge: float samples (N, *in_shape) -> int64 (N, *shape)."""
-    x = np.asarray(x).reshape(len(x), -1)
+    return _quantize(edge, x).astype(np.int64)
+
+
+def _quantize(edge: InputEdge, x: np.ndarray) -> np.ndarray:
+    """The input edge's integers, as float32 when they fit (they are at most 16 bits)."""
+    n = len(x)
+    x = np.asarray(x).reshape(n, -1)
     if edge.kind == "identity":
         q = np.asarray(x, dtype=np.float64)
         if not np.array_equal(q, np.round(q)) or not edge.out_type.contains(q):
             raise ValueError(f"input values are not all {edge.out_type} integers")
-        return q.astype(np.int64).reshape(len(x), *edge.shape)
+        return q.astype(np.float32).reshape(n, *edge.shape)
     if edge.kind == "quant":
         # As the reference: its float ops, then QONNX's Quant (x / scale + zero_point,
         # clipped, rounded), all in float32.
-        v = float_steps(edge.pre, x.astype(np.float32))
-        v = v / np.float32(edge.scale) + np.float32(edge.zero_point)
+        v = float_steps(edge.pre, x.astype(np.float32, copy=True))
+        if edge.scale != 1.0:  # x / 1 and x + 0 are exact no-ops: skip the passes
+            v /= np.float32(edge.scale)
+        if edge.zero_point != 0.0:
+            v += np.float32(edge.zero_point)
         v = _round(v, edge.rounding)
         lo = edge.out_type.min + (1 if edge.narrow and edge.out_type.signed else 0)
-        q = np.clip(v, lo, edge.out_type.max)
-        return q.astype(np.int64).reshape(len(x), *edge.shape)
+        return np.clip(v, lo, edge.out_type.max, out=v).reshape(n, *edge.shape)
     if edge.kind == "thresholds":
-        q = _multithreshold(x.astype(np.float32).astype(np.float64), edge.thresholds)
-        return (q + edge.bias).reshape(len(x), *edge.shape)
+        # The thresholds are float32 values (FINN computed them so): compare in float32.
+        t = edge.thresholds.astype(np.float32)
+        q = _multithreshold(x.astype(np.float32, copy=False), t, np.float32)
+        return (q + np.float32(edge.bias)).reshape(n, *edge.shape)
     raise ValueError(f"unknown input edge kind {edge.kind}")
 
 
@@ -41,11 +62,11 @@ def _round(v: np.ndarray, mode: str) -> np.ndarray:
     """The rounding modes of QONNX's Quant node."""
     mode = mode.upper()
     if mode in ("ROUND", "HALF_EVEN"):
-        return np.round(v)
+        return np.round(v, out=v)
     if mode == "FLOOR":
-        return np.floor(v)
+        return np.floor(v, out=v)
     if mode == "CEIL":
-        return np.ceil(v)
+        return np.ceil(v, out=v)
     if mode == "UP":
         return np.sign(v) * np.ceil(np.abs(v))
     if mode == "DOWN":
@@ -57,70 +78,74 @@ def _round(v: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(f"unsupported rounding mode {mode}")
 
 
-def _multithreshold(acc: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """count(acc[:, c] >= T[c, :]) for every channel c; T sorted per channel."""
+def _multithreshold(acc: np.ndarray, thresholds: np.ndarray, dtype) -> np.ndarray:
+    """count(acc[:, c] >= T[c, :]) for every channel c (T sorted per channel), as ``dtype``."""
     n, c = acc.shape
-    t = np.broadcast_to(thresholds, (c, thresholds.shape[1]))
-    steps = t.shape[1]
+    steps = thresholds.shape[1]
+    t = thresholds.astype(acc.dtype) if acc.dtype != np.int64 else thresholds
     if steps == 0:
-        return np.zeros((n, c), dtype=np.int64)
-    if steps <= 4:
-        out = np.zeros((n, c), dtype=np.int64)
-        for s in range(steps):
+        return np.zeros((n, c), dtype=dtype)
+    if steps <= 8:  # a few compares over the whole batch beat a search
+        out = (acc >= t[:, 0]).astype(dtype)
+        for s in range(1, steps):
             out += acc >= t[:, s]
         return out
-    out = np.empty((n, c), dtype=np.int64)
+    if t.shape[0] == 1:  # one row for all channels: a single sorted search
+        return np.searchsorted(t[0], acc, side="right").astype(dtype)
+    out = np.empty((n, c), dtype=dtype)
     for ch in range(c):
         # side="right": number of thresholds <= value, i.e. count(value >= T)
         out[:, ch] = np.searchsorted(t[ch], acc[:, ch], side="right")
     return out
 
 
-def _threshold_output(count: np.ndarray, out_type, bias: int) -> np.ndarray:
-    return 2 * count - 1 if out_type.bipolar else count + bias
+def _activation(layer, acc: np.ndarray, dtype) -> np.ndarray:
+    count = _multithreshold(acc, layer.thresholds, dtype)
+    return 2 * count - 1 if layer.out_type.bipolar else count + layer.out_bias
 
 
 def _matvec(layer: MatVec, x: np.ndarray, cache: dict) -> np.ndarray:
+    dtype = _dtype(layer.acc_type.bits)
     key = id(layer)
-    exact_float = layer.acc_type.bits <= EXACT_FLOAT64_BITS
     if key not in cache:
         w = layer.weights
-        if layer.xnor:  # popcount(xnor(x, w)) = (MW + (2x-1)·(2w-1)) / 2
+        offset = None
+        if layer.xnor:
+            # popcount(xnor(x, w)) = x . (2w - 1) + (number of zeros in w's row)
+            offset = (w == 0).sum(axis=1).astype(dtype)
             w = 2 * w - 1
-        cache[key] = np.ascontiguousarray(w.T, dtype=np.float64 if exact_float else np.int64)
-    wt = cache[key]
-    xv = 2 * x - 1 if layer.xnor else x
-    if exact_float:
-        acc = xv.astype(np.float64) @ wt
-        acc = acc.astype(np.int64)
-    else:
-        acc = xv.astype(np.int64) @ wt
-    if layer.xnor:
-        acc = (acc + layer.in_features) // 2
+        cache[key] = (np.ascontiguousarray(w.T, dtype=dtype), offset)
+    wt, offset = cache[key]
+    acc = x.astype(dtype, copy=False) @ wt
+    if offset is not None:
+        acc += offset
     if layer.thresholds is None:
         return acc
-    return _threshold_output(_multithreshold(acc, layer.thresholds), layer.out_type, layer.out_bias)
+    return _activation(layer, acc, dtype)
 
 
-def run_layer(layer: Layer, x: np.ndarray, cache: dict | None = None) -> np.ndarray:
-    """One hardware layer on a batch of int64 inputs (N, features)."""
-    cache = {} if cache is None else cache
+def _layer(layer: Layer, x: np.ndarray, cache: dict) -> np.ndarray:
     if isinstance(layer, MatVec):
         return _matvec(layer, x, cache)
     if isinstance(layer, Thresholding):
-        return _threshold_output(
-            _multithreshold(x, layer.thresholds), layer.out_type, layer.out_bias
-        )
+        return _activation(layer, x, x.dtype if x.dtype != np.int64 else np.int64)
     raise NotImplementedError(f"layer kind {layer.kind}")
+
+
+def run_layer(layer: Layer, x: np.ndarray, cache: dict | None = None) -> np.ndarray:
+    """One hardware layer on a batch of integer inputs (N, features) -> int64."""
+    return _layer(layer, np.asarray(x), {} if cache is None else cache).astype(np.int64)
 
 
 def run_hardware(model: Model, q: np.ndarray, keep: bool = False) -> dict[str, np.ndarray]:
     """All hardware layers on integer inputs; returns the output tensor (or every tensor)."""
-    env = {model.input_tensor: np.asarray(q, dtype=np.int64)}
+    env = {model.input_tensor: np.asarray(q)}
     cache: dict = {}
     for layer in model.layers:
-        env[layer.output] = run_layer(layer, env[layer.input], cache)
-    return env if keep else {model.output_tensor: env[model.output_tensor]}
+        env[layer.output] = _layer(layer, env[layer.input], cache)
+    if keep:
+        return {k: v.astype(np.int64) for k, v in env.items()}
+    return {model.output_tensor: env[model.output_tensor].astype(np.int64)}
 
 
 def float_steps(steps, v: np.ndarray) -> np.ndarray:
@@ -150,6 +175,9 @@ def dequantize_output(edge: OutputEdge, y: np.ndarray) -> np.ndarray:
 
 def run(model: Model, x: np.ndarray) -> np.ndarray:
     """Float input samples -> float outputs through edges and hardware."""
-    q = quantize_input(model.input_edge, x)
-    y = run_hardware(model, q)[model.output_tensor]
-    return dequantize_output(model.output_edge, y)
+    q = _quantize(model.input_edge, x)
+    env = {model.input_tensor: q}
+    cache: dict = {}
+    for layer in model.layers:
+        env[layer.output] = _layer(layer, env[layer.input], cache)
+    return dequantize_output(model.output_edge, env[model.output_tensor])

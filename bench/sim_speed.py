@@ -1,0 +1,125 @@
+"""Speed of the bit-accurate IR simulator against qonnx, FINN and the machine's roofline.
+
+    .venv/bin/python bench/sim_speed.py [--batch 10000] [--finn-samples 200]
+
+For TFC_1W1A and TFC_2W2A (../shared/zoo), on the same MNIST inputs: samples/s of
+- the IR simulator (input edge, hardware layers, output edge) at the batch size;
+- qonnx execute_onnx on the QONNX model, batched (the model's batch dimension widened) and at
+  batch 1;
+- FINN's execution of its HW-layer graph (batch 1 only: FINN's layers reshape to one sample);
+- the roofline: numpy float64 matmuls of the same layer shapes at the batch size.
+Prints a table with the ratios. All timings in one process, one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT.parent / "shared" / "zoo"
+
+
+def rate(fn, n: int, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return n / best
+
+
+def batched(model, n: int):
+    """A copy of a qonnx model whose batch dimension is ``n`` (Reshape targets included)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    m = ModelWrapper(copy.deepcopy(model.model))
+    inits = {t.name for t in m.graph.initializer}
+    for vi in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name not in inits and len(dims) > 1 and dims[0].dim_value == 1:
+            dims[0].dim_value = n
+    for node in m.graph.node:
+        if node.op_type == "Reshape":
+            shape = m.get_initializer(node.input[1]).copy()
+            if shape[0] == 1:
+                shape[0] = n
+                m.set_initializer(node.input[1], shape)
+    return m
+
+
+def bench_model(name: str, batch: int, finn_samples: int) -> dict:
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from compiler.frontend import finn_passes as F
+    from compiler.frontend.compile import CompileOptions, compile_model
+    from compiler.qat.data import load
+    from compiler.sim import bitexact
+
+    d = Path(tempfile.mkdtemp()) / name
+    m = compile_model(ZOO / f"{name}.onnx", d, CompileOptions(), quiet=True)
+    split = load("mnist", seed=0, holdout=1000)
+    x = np.concatenate([split.x_train, split.x_holdout])
+    x = np.concatenate([x] * (batch // len(x) + 1))[:batch].reshape(batch, 1, 28, 28)
+
+    out = {"model": name}
+    out["ir"] = rate(lambda: bitexact.run(m, x), batch)
+
+    ref = ModelWrapper(str(d / "reference.onnx"))
+    big = batched(ref, batch)
+    iname = big.graph.input[0].name
+    y_ir = bitexact.run(m, x)
+    y_q = execute_onnx(big, {iname: x})[big.graph.output[0].name]
+    assert np.allclose(y_ir, y_q, rtol=1e-5, atol=1e-4), "IR and qonnx disagree"
+    out["qonnx"] = rate(lambda: execute_onnx(big, {iname: x}), batch, repeat=1)
+    few = x[:finn_samples]
+    out["qonnx_b1"] = rate(
+        lambda: [execute_onnx(ref, {iname: xi[None]}) for xi in few], len(few), repeat=1
+    )
+
+    with F.finn_environment(d / ".bench"):
+        hw = ModelWrapper(str(d / "finn_hw.onnx"))
+        feed = few
+        if m.input_edge.kind == "quant":
+            feed = bitexact.quantize_input(m.input_edge, few).reshape(few.shape).astype(np.float32)
+        out["finn_b1"] = rate(lambda: F.execute(hw, feed), len(few), repeat=1)
+
+    shapes = [(layer.in_features, layer.out_features) for layer in m.layers]
+    rng = np.random.default_rng(0)
+    acts = [rng.standard_normal((batch, k)) for k, _ in shapes]
+    ws = [rng.standard_normal((k, n)) for k, n in shapes]
+    out["roofline"] = rate(lambda: [a @ w for a, w in zip(acts, ws, strict=True)], batch)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--batch", type=int, default=10_000)
+    ap.add_argument("--finn-samples", type=int, default=200)
+    args = ap.parse_args()
+    rows = [bench_model(n, args.batch, args.finn_samples) for n in ("TFC_1W1A", "TFC_2W2A")]
+    print(
+        f"samples/s (batch {args.batch:,}; qonnx_b1 and finn_b1 at batch 1 on "
+        f"{args.finn_samples} samples)\n"
+    )
+    print(
+        "| model | IR sim | qonnx | qonnx b1 | FINN b1 | f64 matmul roofline "
+        "| IR/qonnx | IR/FINN | IR/roofline |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['ir']:,.0f} | {r['qonnx']:,.0f} | {r['qonnx_b1']:,.0f} "
+            f"| {r['finn_b1']:,.0f} | {r['roofline']:,.0f} | {r['ir'] / r['qonnx']:.1f}x "
+            f"| {r['ir'] / r['finn_b1']:,.0f}x | {r['ir'] / r['roofline']:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()

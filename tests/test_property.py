@@ -1,0 +1,69 @@
+"""Property: any Brevitas MLP taper can train (1-4 layers, random widths, per-layer bits 1-8,
+signed or unsigned activations) exports, compiles and verifies bit-exact."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler import ir
+from compiler.frontend.compile import CompileOptions, compile_model
+from compiler.qat.data import load
+from compiler.qat.recipe import Recipe
+from compiler.qat.train import build_model, predict, train
+from compiler.sim import bitexact
+from compiler.verify import _output_to_int, make_inputs, verify
+
+EXAMPLES = int(os.environ.get("TAPER_PROPERTY_EXAMPLES", "6"))
+
+
+@st.composite
+def mlps(draw):
+    n_layers = draw(st.integers(1, 4))
+    hidden = draw(st.lists(st.integers(4, 32), min_size=n_layers - 1, max_size=n_layers - 1))
+    wbits = draw(st.lists(st.integers(1, 8), min_size=n_layers, max_size=n_layers))
+    abits = draw(st.lists(st.integers(1, 8), min_size=n_layers - 1, max_size=n_layers - 1))
+    return {
+        "name": "prop",
+        "arch": {"hidden": hidden, "batchnorm": draw(st.booleans())},
+        "input": {"bits": draw(st.integers(2, 8))},
+        "quant": {
+            "weights": {"policy": "explicit", "bits": wbits},
+            "activations": {"policy": "explicit", "bits": abits}
+            if abits
+            else {"policy": "uniform", "bits": 2},
+            "act_signed": draw(st.booleans()),
+        },
+        "dataset": {"name": "digits", "holdout": 360},
+        "train": {"epochs": 1, "batch_size": 64, "lr": 0.02},
+        "seed": draw(st.integers(0, 1000)),
+    }
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(spec=mlps())
+def test_random_mlp_is_bit_exact(tmp_path_factory, spec):
+    d = tmp_path_factory.mktemp("prop")
+    recipe = Recipe.model_validate(spec)
+    train(recipe, d, quiet=True)
+    compile_model(d / "model.onnx", d / "hw", CompileOptions(target_fps=1e6), quiet=True)
+    v = verify(d / "hw", samples=200, against=["qonnx", "finn"], data="digits")
+    for ref, res in v.references.items():
+        assert res.mismatches == 0, (spec, ref, res.first)
+    # and Brevitas itself, on the same inputs
+    m = ir.load(d / "hw")
+    x, _ = make_inputs(m, 200, "digits")
+    model = build_model(recipe, load("digits", seed=0, holdout=360), recipe.seed)
+    model.load_state_dict(torch.load(d / "checkpoint.pt", weights_only=True))
+    want = np.round(_output_to_int(m, predict(model, x)))
+    got = bitexact.run_hardware(m, bitexact.quantize_input(m.input_edge, x))[m.output_tensor]
+    np.testing.assert_array_equal(got, want.reshape(got.shape))
