@@ -77,7 +77,7 @@ def bench_model(name: str, batch: int, finn_samples: int) -> dict:
     y_ir = bitexact.run(m, x)
     y_q = execute_onnx(big, {iname: x})[big.graph.output[0].name]
     assert np.allclose(y_ir, y_q, rtol=1e-5, atol=1e-4), "IR and qonnx disagree"
-    out["qonnx"] = rate(lambda: execute_onnx(big, {iname: x}), batch, repeat=1)
+    out["qonnx"] = rate(lambda: execute_onnx(big, {iname: x}), batch)
     few = x[:finn_samples]
     out["qonnx_b1"] = rate(
         lambda: [execute_onnx(ref, {iname: xi[None]}) for xi in few], len(few), repeat=1

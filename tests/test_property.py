@@ -17,7 +17,7 @@ from compiler.qat.train import build_model, predict, train
 from compiler.sim import bitexact
 from compiler.verify import _output_to_int, make_inputs, verify
 
-EXAMPLES = int(os.environ.get("TAPER_PROPERTY_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("TAPER_PROPERTY_EXAMPLES", "10"))
 
 
 @st.composite

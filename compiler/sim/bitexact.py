@@ -42,7 +42,7 @@ def _quantize(edge: InputEdge, x: np.ndarray) -> np.ndarray:
     if edge.kind == "quant":
         # As the reference: its float ops, then QONNX's Quant (x / scale + zero_point,
         # clipped, rounded), all in float32.
-        v = float_steps(edge.pre, x.astype(np.float32, copy=True))
+        v = float_steps(edge.pre, x.astype(np.float32, copy=True))  # a copy it may overwrite
         if edge.scale != 1.0:  # x / 1 and x + 0 are exact no-ops: skip the passes
             v /= np.float32(edge.scale)
         if edge.zero_point != 0.0:
@@ -54,7 +54,9 @@ def _quantize(edge: InputEdge, x: np.ndarray) -> np.ndarray:
         # The thresholds are float32 values (FINN computed them so): compare in float32.
         t = edge.thresholds.astype(np.float32)
         q = _multithreshold(x.astype(np.float32, copy=False), t, np.float32)
-        return (q + np.float32(edge.bias)).reshape(n, *edge.shape)
+        if edge.bias:
+            q += np.float32(edge.bias)
+        return q.reshape(n, *edge.shape)
     raise ValueError(f"unknown input edge kind {edge.kind}")
 
 
@@ -86,9 +88,14 @@ def _multithreshold(acc: np.ndarray, thresholds: np.ndarray, dtype) -> np.ndarra
     if steps == 0:
         return np.zeros((n, c), dtype=dtype)
     if steps <= 8:  # a few compares over the whole batch beat a search
-        out = (acc >= t[:, 0]).astype(dtype)
+        if t.shape[0] == 1:
+            t = t[0]  # a scalar per step compares faster than a broadcast row
+        else:
+            t = t.T
+        out = np.empty((n, c), dtype=dtype)
+        np.greater_equal(acc, t[0], out=out, casting="unsafe")
         for s in range(1, steps):
-            out += acc >= t[:, s]
+            out += acc >= t[s]
         return out
     if t.shape[0] == 1:  # one row for all channels: a single sorted search
         return np.searchsorted(t[0], acc, side="right").astype(dtype)
@@ -101,7 +108,11 @@ def _multithreshold(acc: np.ndarray, thresholds: np.ndarray, dtype) -> np.ndarra
 
 def _activation(layer, acc: np.ndarray, dtype) -> np.ndarray:
     count = _multithreshold(acc, layer.thresholds, dtype)
-    return 2 * count - 1 if layer.out_type.bipolar else count + layer.out_bias
+    if layer.out_type.bipolar:
+        return 2 * count - 1
+    if layer.out_bias:
+        count += layer.out_bias
+    return count
 
 
 def _matvec(layer: MatVec, x: np.ndarray, cache: dict) -> np.ndarray:
@@ -148,23 +159,24 @@ def run_hardware(model: Model, q: np.ndarray, keep: bool = False) -> dict[str, n
     return {model.output_tensor: env[model.output_tensor].astype(np.int64)}
 
 
+_UFUNCS = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
+
+
 def float_steps(steps, v: np.ndarray) -> np.ndarray:
-    """Host float ops in float32, as onnxruntime evaluates them in the reference graph."""
+    """Host float ops in float32, as onnxruntime evaluates them in the reference graph.
+
+    Works in place on ``v`` (callers pass an array they own) where shapes allow.
+    """
     for step in steps:
-        c = None if step.value is None else step.value.astype(np.float32)
-        if step.op == "mul":
-            v = v * c
-        elif step.op == "add":
-            v = v + c
-        elif step.op == "sub":
-            v = v - c
-        elif step.op == "div":
-            v = v / c
-        elif step.op == "softmax":
+        if step.op == "softmax":
             e = np.exp(v - v.max(axis=-1, keepdims=True))
             v = e / e.sum(axis=-1, keepdims=True)
-        else:
+            continue
+        if step.op not in _UFUNCS:
             raise ValueError(f"unknown host op {step.op}")
+        c = step.value.astype(np.float32)
+        f = _UFUNCS[step.op]
+        v = f(v, c, out=v) if np.broadcast_shapes(v.shape, c.shape) == v.shape else f(v, c)
     return v
 
 
