@@ -14,7 +14,6 @@ Prints a table with the ratios. All timings in one process, one after another.
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 from pathlib import Path
@@ -34,25 +33,6 @@ def rate(fn, n: int, repeat: int = 3) -> float:
     return n / best
 
 
-def batched(model, n: int):
-    """A copy of a qonnx model whose batch dimension is ``n`` (Reshape targets included)."""
-    from qonnx.core.modelwrapper import ModelWrapper
-
-    m = ModelWrapper(copy.deepcopy(model.model))
-    inits = {t.name for t in m.graph.initializer}
-    for vi in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
-        dims = vi.type.tensor_type.shape.dim
-        if vi.name not in inits and len(dims) > 1 and dims[0].dim_value == 1:
-            dims[0].dim_value = n
-    for node in m.graph.node:
-        if node.op_type == "Reshape":
-            shape = m.get_initializer(node.input[1]).copy()
-            if shape[0] == 1:
-                shape[0] = n
-                m.set_initializer(node.input[1], shape)
-    return m
-
-
 def bench_model(name: str, batch: int, finn_samples: int) -> dict:
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
@@ -61,6 +41,7 @@ def bench_model(name: str, batch: int, finn_samples: int) -> dict:
     from compiler.frontend.compile import CompileOptions, compile_model
     from compiler.qat.data import load
     from compiler.sim import bitexact
+    from compiler.verify import with_batch
 
     d = Path(tempfile.mkdtemp()) / name
     m = compile_model(ZOO / f"{name}.onnx", d, CompileOptions(), quiet=True)
@@ -72,7 +53,7 @@ def bench_model(name: str, batch: int, finn_samples: int) -> dict:
     out["ir"] = rate(lambda: bitexact.run(m, x), batch)
 
     ref = ModelWrapper(str(d / "reference.onnx"))
-    big = batched(ref, batch)
+    big = with_batch(ref, batch)
     iname = big.graph.input[0].name
     y_ir = bitexact.run(m, x)
     y_q = execute_onnx(big, {iname: x})[big.graph.output[0].name]

@@ -151,8 +151,33 @@ def _as_float64(model):
     return m
 
 
-def _execute(model, x: np.ndarray, names: list[str], float64: bool) -> dict[str, np.ndarray]:
-    """qonnx's node-by-node execution, one sample at a time, returning ``names`` stacked.
+def with_batch(model, n: int):
+    """A copy of a qonnx model whose batch dimension is ``n`` (Reshape targets included), so
+    that a whole batch runs in one execution and weight quantizers run once."""
+    import copy
+
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    m = ModelWrapper(copy.deepcopy(model.model))
+    inits = {t.name for t in m.graph.initializer}
+    for vi in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
+        dims = vi.type.tensor_type.shape.dim
+        if vi.name not in inits and len(dims) > 1 and dims[0].dim_value == 1:
+            dims[0].dim_value = n
+    for node in m.graph.node:
+        if node.op_type == "Reshape":
+            shape = m.get_initializer(node.input[1])
+            if shape is not None and shape.size and shape[0] == 1:
+                shape = shape.copy()
+                shape[0] = n
+                m.set_initializer(node.input[1], shape)
+    return m
+
+
+def _execute(
+    model, x: np.ndarray, names: list[str], float64: bool, chunk: int = 500
+) -> dict[str, np.ndarray]:
+    """qonnx's node-by-node execution on ``x`` in batches; returns ``names`` per sample.
 
     In float64 mode, qonnx's custom ops (Quant...) hand back float32 whatever their input;
     their values are exact in float32 (quantized), so each result is widened again before the
@@ -164,20 +189,21 @@ def _execute(model, x: np.ndarray, names: list[str], float64: bool) -> dict[str,
     if float64:
         model = ModelWrapper(_as_float64(model.model))
         x = x.astype(np.float64)
-    g = model.graph
-    opset = model.model.opset_import[0].version
-    iname = g.input[0].name
     got: dict[str, list] = {t: [] for t in names}
-    for xi in x:
-        ctx = model.make_empty_exec_context()
-        ctx[iname] = xi[None]
+    batched: dict[int, object] = {}
+    for start in range(0, len(x), chunk):
+        xb = x[start : start + chunk]
+        mb = batched.setdefault(len(xb), with_batch(model, len(xb)))
+        g = mb.graph
+        ctx = mb.make_empty_exec_context()
+        ctx[g.input[0].name] = xb
         for node in g.node:
-            execute_node(node, ctx, g, opset)
+            execute_node(node, ctx, g, mb.model.opset_import[0].version)
             if float64 and node.domain not in ("", "ai.onnx"):
                 for o in node.output:
                     ctx[o] = np.asarray(ctx[o], dtype=np.float64)
         for t in names:
-            got[t].append(np.asarray(ctx[t], dtype=np.float64).reshape(1, -1))
+            got[t].append(np.asarray(ctx[t], dtype=np.float64).reshape(len(xb), -1))
     return {t: np.concatenate(v) for t, v in got.items()}
 
 

@@ -88,10 +88,8 @@ def _multithreshold(acc: np.ndarray, thresholds: np.ndarray, dtype) -> np.ndarra
     if steps == 0:
         return np.zeros((n, c), dtype=dtype)
     if steps <= 8:  # a few compares over the whole batch beat a search
-        if t.shape[0] == 1:
-            t = t[0]  # a scalar per step compares faster than a broadcast row
-        else:
-            t = t.T
+        # one shared row: a scalar per step compares faster than a broadcast row
+        t = t[0] if t.shape[0] == 1 else t.T
         out = np.empty((n, c), dtype=dtype)
         np.greater_equal(acc, t[0], out=out, casting="unsafe")
         for s in range(1, steps):

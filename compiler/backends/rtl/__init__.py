@@ -1,0 +1,1 @@
+"""Portable RTL back end: Verilog from the IR, Verilator simulation, Yosys resources."""

@@ -1,0 +1,287 @@
+"""Generate a stitched Verilog top, memory files and a file list from the IR.
+
+Deterministic: the same IR gives byte-identical files. Identifiers come from the IR's
+sanitized names, checked again here before they reach Verilog.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compiler.artifacts import write_text
+from compiler.errors import TaperError
+from compiler.ir.model import MatVec, Model
+from compiler.ir.types import IntType
+
+LIBRARY = Path(__file__).resolve().parents[3] / "hw" / "rtl"
+LIBRARY_FILES = ("taper_fifo.sv", "taper_dwc.sv", "taper_mvu.sv")
+MAX_IN_BITS = 16
+MAX_W_BITS = 8
+MAX_ACC_BITS = 48
+IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class Stream:
+    elems: int
+    elem_bits: int
+
+    @property
+    def width(self) -> int:
+        return self.elems * self.elem_bits
+
+
+def ident(name: str) -> str:
+    if not IDENT.fullmatch(name):
+        raise TaperError(f"'{name}' is not a safe Verilog identifier")
+    return name
+
+
+def encode(values: np.ndarray, t: IntType) -> np.ndarray:
+    """IR integers -> unsigned stream/memory codes of ``t.bits`` bits (bipolar: -1 -> 0)."""
+    v = np.asarray(values, dtype=np.int64)
+    if t.bipolar:
+        return (v > 0).astype(np.uint64)
+    return (v & ((1 << t.bits) - 1)).astype(np.uint64)
+
+
+def decode(codes: np.ndarray, t: IntType) -> np.ndarray:
+    c = np.asarray(codes, dtype=np.int64)
+    if t.bipolar:
+        return 2 * c - 1
+    if t.signed:
+        return np.where(c >= 1 << (t.bits - 1), c - (1 << t.bits), c)
+    return c
+
+
+def pack_words(lanes: np.ndarray, bits: int) -> list[str]:
+    """Rows of lane codes (lane 0 lowest) -> hex words, most significant digit first."""
+    lanes = np.asarray(lanes, dtype=np.uint64)
+    n, k = lanes.shape
+    bitmat = ((lanes[:, :, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(
+        np.uint8
+    )
+    bitmat = bitmat.reshape(n, k * bits)
+    pad = (-bitmat.shape[1]) % 4
+    if pad:
+        bitmat = np.concatenate([bitmat, np.zeros((n, pad), np.uint8)], axis=1)
+    nibbles = bitmat.reshape(n, -1, 4) @ np.array([1, 2, 4, 8], dtype=np.uint8)
+    digits = np.array(list("0123456789abcdef"))[nibbles[:, ::-1]]
+    return ["".join(row) for row in digits]
+
+
+def _signed_bits(lo: int, hi: int) -> int:
+    return IntType.for_range(min(lo, -1), max(hi, 0)).bits
+
+
+def mvu_params(layer: MatVec, prefix: str) -> dict[str, object]:
+    it, wt, at, ot = layer.input_type, layer.weight_type, layer.acc_type, layer.out_type
+    name = layer.name
+    if it.bits > MAX_IN_BITS:
+        raise TaperError(
+            f"layer {name}: {it.bits}-bit inputs, the RTL library takes at most {MAX_IN_BITS}"
+        )
+    if wt.bits > MAX_W_BITS:
+        raise TaperError(
+            f"layer {name}: {wt.bits}-bit weights, the RTL library takes at most {MAX_W_BITS}"
+        )
+    acc_bits = at.bits + (0 if at.signed else 1)
+    if acc_bits > MAX_ACC_BITS:
+        raise TaperError(
+            f"layer {name}: {acc_bits}-bit accumulator, the RTL library takes at most {MAX_ACC_BITS}"
+        )
+    p: dict[str, object] = {
+        "MW": layer.in_features,
+        "MH": layer.out_features,
+        "PE": layer.pe,
+        "SIMD": layer.simd,
+        "IN_BITS": it.bits,
+        "IN_SIGNED": int(it.signed),
+        "IN_BIPOLAR": int(it.bipolar and not layer.xnor),
+        "W_BITS": wt.bits,
+        "W_SIGNED": int(wt.signed),
+        "W_BIPOLAR": int(wt.bipolar and not layer.xnor),
+        "XNOR": int(layer.xnor),
+        "ACC_BITS": acc_bits,
+        "WEIGHT_FILE": f'"{prefix}{name}_weights.mem"',
+    }
+    if layer.thresholds is None:
+        p.update(N_THRESH=0, T_BITS=acc_bits, OUT_BITS=at.bits, OUT_BIAS=0, OUT_BIPOLAR=0)
+    else:
+        t = layer.thresholds
+        tb = max(acc_bits, _signed_bits(int(t.min()), int(t.max())))
+        p.update(
+            N_THRESH=t.shape[1],
+            T_BITS=tb,
+            OUT_BITS=ot.bits,
+            OUT_BIAS=layer.out_bias,
+            OUT_BIPOLAR=int(ot.bipolar),
+            THRESH_FILE=f'"{prefix}{name}_thresholds.mem"',
+        )
+    return p
+
+
+def weight_words(layer: MatVec) -> list[str]:
+    nf, sf, pe, simd = (
+        layer.out_features // layer.pe,
+        layer.in_features // layer.simd,
+        layer.pe,
+        layer.simd,
+    )
+    codes = encode(layer.weights, layer.weight_type)  # (MH, MW), o = nf*PE + pe, i = sf*SIMD + s
+    w = codes.reshape(nf, pe, sf, simd).transpose(0, 2, 1, 3).reshape(nf * sf, pe * simd)
+    return pack_words(w, layer.weight_type.bits)
+
+
+def threshold_words(layer: MatVec, t_bits: int) -> list[str]:
+    t = np.broadcast_to(layer.thresholds, (layer.out_features, layer.thresholds.shape[1]))
+    codes = (t.astype(np.int64) & ((1 << t_bits) - 1)).astype(np.uint64)
+    nf = layer.out_features // layer.pe
+    return pack_words(codes.reshape(nf, layer.pe * t.shape[1]), t_bits)
+
+
+def streams(m: Model) -> tuple[Stream, Stream]:
+    first, last = m.layers[0], m.layers[-1]
+    return (Stream(first.simd, first.input_type.bits), Stream(last.pe, last.out_type.bits))
+
+
+def _fifo_depth(m: Model, tensor: str) -> int:
+    return next((f.depth for f in m.fifos if f.tensor == tensor), 2)
+
+
+def top_verilog(m: Model, params: list[dict]) -> tuple[str, str]:
+    top = ident(f"{m.name}_top")
+    s_in, s_out = streams(m)
+    frame_words = m.layers[-1].out_features // m.layers[-1].pe
+    lines = [
+        "// Generated by taper from the IR; do not edit.",
+        f"// {m.name}: {len(m.layers)} layers, II {m.ii_cycles} cycles per frame.",
+        f"module {top} (",
+        "    input  logic clk,",
+        "    input  logic rst_n,",
+        f"    input  logic [{s_in.width - 1}:0] s_axis_tdata,",
+        "    input  logic s_axis_tvalid,",
+        "    output logic s_axis_tready,",
+        f"    output logic [{s_out.width - 1}:0] m_axis_tdata,",
+        "    output logic m_axis_tvalid,",
+        "    input  logic m_axis_tready,",
+        "    output logic m_axis_tlast",
+        ");",
+    ]
+    prev = ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", Stream(s_in.elems, s_in.elem_bits))
+    for i, (layer, p) in enumerate(zip(m.layers, params, strict=True)):
+        n = ident(layer.name)
+        want = Stream(layer.simd, layer.input_type.bits)
+        data, valid, ready, have = prev
+        if have.elem_bits != want.elem_bits:
+            raise TaperError(
+                f"layer {n}: {want.elem_bits}-bit inputs after a {have.elem_bits}-bit stream"
+            )
+        if have.elems != want.elems:
+            w = f"{n}_dwc"
+            lines += [
+                f"    logic [{want.width - 1}:0] {w}_tdata;",
+                f"    logic {w}_tvalid, {w}_tready;",
+                f"    taper_dwc #(.ELEM_BITS({want.elem_bits}), .IN_ELEMS({have.elems}), .OUT_ELEMS({want.elems})) {w} (",
+                f"        .clk(clk), .rst_n(rst_n), .s_tdata({data}), .s_tvalid({valid}), .s_tready({ready}),",
+                f"        .m_tdata({w}_tdata), .m_tvalid({w}_tvalid), .m_tready({w}_tready));",
+            ]
+            data, valid, ready = f"{w}_tdata", f"{w}_tvalid", f"{w}_tready"
+        f = f"{n}_fifo"
+        lines += [
+            f"    logic [{want.width - 1}:0] {f}_tdata;",
+            f"    logic {f}_tvalid, {f}_tready;",
+            f"    taper_fifo #(.WIDTH({want.width}), .DEPTH({_fifo_depth(m, layer.input)})) {f} (",
+            f"        .clk(clk), .rst_n(rst_n), .s_tdata({data}), .s_tvalid({valid}), .s_tready({ready}),",
+            f"        .m_tdata({f}_tdata), .m_tvalid({f}_tvalid), .m_tready({f}_tready));",
+        ]
+        out = Stream(layer.pe, int(p["OUT_BITS"]))
+        plist = ", ".join(f".{k}({v})" for k, v in p.items())
+        lines += [
+            f"    logic [{out.width - 1}:0] {n}_tdata;",
+            f"    logic {n}_tvalid, {n}_tready;",
+            f"    taper_mvu #({plist}) {n} (",
+            f"        .clk(clk), .rst_n(rst_n), .s_tdata({f}_tdata), .s_tvalid({f}_tvalid), .s_tready({f}_tready),",
+            f"        .m_tdata({n}_tdata), .m_tvalid({n}_tvalid), .m_tready({n}_tready));",
+        ]
+        prev = (f"{n}_tdata", f"{n}_tvalid", f"{n}_tready", out)
+        del i
+    data, valid, ready, _ = prev
+    cb = max(1, (frame_words - 1).bit_length())
+    lines += [
+        f"    assign m_axis_tdata = {data};",
+        f"    assign m_axis_tvalid = {valid};",
+        f"    assign {ready} = m_axis_tready;",
+        f"    logic [{cb - 1}:0] out_words;  // words of the current output frame",
+        f"    assign m_axis_tlast = (out_words == {cb}'d{frame_words - 1});",
+        "    always_ff @(posedge clk) begin",
+        "        if (!rst_n) out_words <= '0;",
+        "        else if (m_axis_tvalid && m_axis_tready)",
+        "            out_words <= m_axis_tlast ? '0 : out_words + 1'b1;",
+        "    end",
+        "endmodule",
+        "",
+    ]
+    return top, "\n".join(lines)
+
+
+def generate(m: Model, out: Path, mem_prefix: str = "") -> dict:
+    """Write ``out``: library sources, ``<top>.sv``, memory files, ``filelist.f``,
+    ``design.json``. ``mem_prefix`` is prepended to memory file names in the Verilog."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = []
+    for layer in m.layers:
+        if not isinstance(layer, MatVec):
+            raise TaperError(f"layer {layer.name}: the RTL library has no {layer.kind} module yet")
+        ident(layer.name)
+        p = mvu_params(layer, mem_prefix)
+        params.append(p)
+        write_text(out / f"{layer.name}_weights.mem", "\n".join(weight_words(layer)) + "\n")
+        if layer.thresholds is not None:
+            write_text(
+                out / f"{layer.name}_thresholds.mem",
+                "\n".join(threshold_words(layer, int(p["T_BITS"]))) + "\n",
+            )
+    top, text = top_verilog(m, params)
+    for f in LIBRARY_FILES:
+        shutil.copyfile(LIBRARY / f, out / f)
+    write_text(out / f"{top}.sv", text)
+    files = [*LIBRARY_FILES, f"{top}.sv"]
+    write_text(out / "filelist.f", "\n".join(files) + "\n")
+    s_in, s_out = streams(m)
+    summary = {
+        "top": top,
+        "files": files,
+        "input": {
+            "width": s_in.width,
+            "elems": s_in.elems,
+            "elem_bits": s_in.elem_bits,
+            "type": m.layers[0].input_type.name,
+            "words_per_frame": m.layers[0].in_features // m.layers[0].simd,
+        },
+        "output": {
+            "width": s_out.width,
+            "elems": s_out.elems,
+            "elem_bits": s_out.elem_bits,
+            "type": m.layers[-1].out_type.name,
+            "words_per_frame": m.layers[-1].out_features // m.layers[-1].pe,
+        },
+        "ii_cycles": m.ii_cycles,
+        "layers": [
+            {
+                "name": layer.name,
+                "cycles": layer.cycles,
+                **{k: v for k, v in p.items() if not str(v).startswith('"')},
+            }
+            for layer, p in zip(m.layers, params, strict=True)
+        ],
+    }
+    write_text(out / "design.json", json.dumps(summary, indent=1) + "\n")
+    return summary

@@ -1,0 +1,203 @@
+// taper matrix-vector-threshold unit: one fully connected layer of the dataflow pipeline.
+//
+// Computes, for every input vector of MW elements (streamed as MW/SIMD words of SIMD
+// elements), MH outputs (streamed as MH/PE words of PE elements):
+//   acc[o] = sum_i W[o][i] * x[i]        (XNOR: popcount of x[i] == W[o][i])
+//   y[o]   = count_k(acc[o] >= T[o][k]) + OUT_BIAS   (OUT_BIPOLAR: 1 bit, 1 = +1)
+// or y[o] = acc[o] without thresholds (N_THRESH = 0).
+// Neuron o = nf*PE + pe, input i = sf*SIMD + simd; lane 0 is in the low bits of a word.
+//
+// Folding: NF = MH/PE neuron folds x SF = MW/SIMD synapse folds = NF*SF cycles per frame.
+// The input vector is double-buffered, so the next frame streams in while this one is
+// computed and the unit sustains one frame every NF*SF cycles. Weights and thresholds are
+// ROMs with a registered read port (block RAM when large). The pipeline (issue, MAC,
+// threshold, output register) stalls as a whole while the output word is not taken, which
+// keeps it correct under any backpressure.
+module taper_mvu #(
+    parameter MW = 16,
+    parameter MH = 8,
+    parameter PE = 2,
+    parameter SIMD = 4,
+    parameter IN_BITS = 4,
+    parameter IN_SIGNED = 1,
+    parameter IN_BIPOLAR = 0,   // 1-bit inputs meaning -1 (0) / +1 (1), times integer weights
+    parameter W_BITS = 4,
+    parameter W_SIGNED = 1,
+    parameter W_BIPOLAR = 0,    // 1-bit weights meaning -1 (0) / +1 (1)
+    parameter XNOR = 0,         // 1-bit inputs and weights: acc = popcount(xnor)
+    parameter ACC_BITS = 16,    // signed accumulator width
+    parameter N_THRESH = 0,     // thresholds per neuron; 0 = output the accumulator
+    parameter T_BITS = 16,      // signed threshold width (>= ACC_BITS)
+    parameter OUT_BITS = 16,
+    parameter OUT_BIAS = 0,
+    parameter OUT_BIPOLAR = 0,
+    parameter WEIGHT_FILE = "weights.mem",
+    parameter THRESH_FILE = "thresholds.mem"
+) (
+    input  logic                     clk,
+    input  logic                     rst_n,
+    input  logic [SIMD*IN_BITS-1:0]  s_tdata,
+    input  logic                     s_tvalid,
+    output logic                     s_tready,
+    output logic [PE*OUT_BITS-1:0]   m_tdata,
+    output logic                     m_tvalid,
+    input  logic                     m_tready
+);
+    localparam SF = MW / SIMD;
+    localparam NF = MH / PE;
+    localparam WW = PE * SIMD * W_BITS;
+    localparam TW = (N_THRESH > 0) ? PE * N_THRESH * T_BITS : 1;
+    localparam CB = $clog2(SF + 1);
+    localparam SB = (SF > 1) ? $clog2(SF) : 1;
+    localparam NB = (NF > 1) ? $clog2(NF) : 1;
+    localparam AB = $clog2(NF * SF) + 1;
+    localparam KB = $clog2(N_THRESH + 1) + 1;
+
+    // ---- parameter memories
+    logic [WW-1:0] wmem [0:NF*SF-1];
+    logic [TW-1:0] tmem [0:NF-1];
+    initial begin
+        $readmemh(WEIGHT_FILE, wmem);
+        if (N_THRESH > 0) $readmemh(THRESH_FILE, tmem);
+    end
+
+    // ---- input double buffer: writer fills buffer wb, compute reads buffer rb
+    logic [SIMD*IN_BITS-1:0] ibuf [0:(2 << SB)-1];  // buffer b, word s at {b, s}
+    logic [CB-1:0] cnt0, cnt1;
+    logic wb, rb;
+    wire [CB-1:0] cnt_w = wb ? cnt1 : cnt0;
+    wire [CB-1:0] cnt_o = wb ? cnt0 : cnt1;
+    wire [CB-1:0] cnt_r = rb ? cnt1 : cnt0;
+    assign s_tready = (cnt_w != CB'(SF));
+    wire wr = s_tvalid && s_tready;
+
+    // ---- issue stage: one (nf, sf) step per cycle when its input word is there
+    logic [NB-1:0] nf;
+    logic [SB-1:0] sf;
+    logic stall;
+    wire last_sf = (sf == SB'(SF - 1));
+    wire last_nf = (nf == NB'(NF - 1));
+    wire issue = !stall && (cnt_r > CB'(sf));
+    wire release_rb = issue && last_sf && last_nf;
+
+    always_ff @(posedge clk) begin
+        if (!rst_n) begin
+            cnt0 <= '0;
+            cnt1 <= '0;
+            wb <= 1'b0;
+            rb <= 1'b0;
+            nf <= '0;
+            sf <= '0;
+        end else begin
+            if (wr) ibuf[{wb, cnt_w[SB-1:0]}] <= s_tdata;
+            // a buffer is released by compute or filled by the writer, never both at once
+            if (release_rb && !rb) cnt0 <= '0;
+            else if (wr && !wb) cnt0 <= cnt0 + 1'b1;
+            if (release_rb && rb) cnt1 <= '0;
+            else if (wr && wb) cnt1 <= cnt1 + 1'b1;
+            if (cnt_w == CB'(SF) && cnt_o == '0) wb <= !wb;
+            if (issue) begin
+                sf <= last_sf ? '0 : sf + 1'b1;
+                if (last_sf) nf <= last_nf ? '0 : nf + 1'b1;
+                if (release_rb) rb <= !rb;
+            end
+        end
+    end
+
+    // ---- stage 1: registered reads of weights and the input word
+    logic [WW-1:0] w_q;
+    logic [SIMD*IN_BITS-1:0] x_q;
+    logic v1, first1, last1;
+    logic [NB-1:0] nf1;
+    wire [AB-1:0] waddr = AB'(nf) * AB'(SF) + AB'(sf);
+    always_ff @(posedge clk) begin
+        if (!stall) begin
+            w_q <= wmem[waddr];
+            x_q <= ibuf[{rb, sf}];
+        end
+    end
+    always_ff @(posedge clk) begin
+        if (!rst_n) begin
+            v1 <= 1'b0;
+        end else if (!stall) begin
+            v1 <= issue;
+            first1 <= (sf == '0);
+            last1 <= last_sf;
+            nf1 <= nf;
+        end
+    end
+
+    // ---- stage 1 arithmetic: SIMD products per PE, summed into the accumulators
+    logic signed [ACC_BITS-1:0] dot [0:PE-1];
+    always_comb begin
+        for (int p = 0; p < PE; p++) begin
+            dot[p] = '0;
+            for (int s = 0; s < SIMD; s++) begin
+                logic [IN_BITS-1:0] xe;
+                logic [W_BITS-1:0] we;
+                logic signed [IN_BITS:0] xs;
+                logic signed [W_BITS:0] ws;
+                logic signed [ACC_BITS-1:0] pr;
+                xe = x_q[s*IN_BITS +: IN_BITS];
+                we = w_q[(p*SIMD + s)*W_BITS +: W_BITS];
+                xs = IN_SIGNED ? $signed({xe[IN_BITS-1], xe}) : $signed({1'b0, xe});
+                if (W_BIPOLAR) ws = we[0] ? 1 : -1;
+                else ws = W_SIGNED ? $signed({we[W_BITS-1], we}) : $signed({1'b0, we});
+                if (XNOR) pr = (xe[0] == we[0]) ? 1 : 0;
+                else if (IN_BIPOLAR) pr = xe[0] ? ws : -ws;
+                else pr = xs * ws;
+                dot[p] = dot[p] + pr;
+            end
+        end
+    end
+
+    logic signed [ACC_BITS-1:0] acc [0:PE-1];
+    logic signed [ACC_BITS-1:0] acc2 [0:PE-1];
+    logic v2;
+    logic [TW-1:0] t_q;
+    always_ff @(posedge clk) begin
+        if (!stall) begin
+            t_q <= tmem[nf1];
+            for (int p = 0; p < PE; p++) begin
+                if (v1) acc[p] <= (first1 ? '0 : acc[p]) + dot[p];
+                acc2[p] <= (first1 ? '0 : acc[p]) + dot[p];
+            end
+        end
+    end
+    always_ff @(posedge clk) begin
+        if (!rst_n) v2 <= 1'b0;
+        else if (!stall) v2 <= v1 && last1;
+    end
+
+    // ---- stage 2: thresholds, then the output register
+    logic [PE*OUT_BITS-1:0] y;
+    always_comb begin
+        for (int p = 0; p < PE; p++) begin
+            if (N_THRESH == 0) begin
+                y[p*OUT_BITS +: OUT_BITS] = acc2[p][OUT_BITS-1:0];
+            end else begin
+                logic [KB-1:0] c;
+                logic signed [T_BITS-1:0] a;
+                logic signed [T_BITS-1:0] th;
+                a = acc2[p];
+                c = '0;
+                for (int k = 0; k < N_THRESH; k++) begin
+                    th = t_q[(p*N_THRESH + k)*T_BITS +: T_BITS];
+                    c = c + ((a >= th) ? 1 : 0);
+                end
+                if (OUT_BIPOLAR) y[p*OUT_BITS +: OUT_BITS] = c[OUT_BITS-1:0];
+                else y[p*OUT_BITS +: OUT_BITS] = OUT_BITS'($signed({1'b0, c}) + OUT_BIAS);
+            end
+        end
+    end
+
+    assign stall = m_tvalid && !m_tready;
+    always_ff @(posedge clk) begin
+        if (!rst_n) begin
+            m_tvalid <= 1'b0;
+        end else if (!stall) begin
+            m_tvalid <= v2;
+            if (v2) m_tdata <= y;
+        end
+    end
+endmodule
