@@ -15,15 +15,13 @@ import numpy as np
 
 from compiler import ir
 from compiler.errors import TaperError
-from compiler.ir.model import MatVec, Model
+from compiler.frontend.precision import as_float64
+from compiler.ir.model import Model
 from compiler.sim import bitexact
 
 REFERENCES = ("qonnx", "finn", "brevitas", "rtl")
 RTL_STALL_PERCENT = 30  # random input stalls and output backpressure in the RTL check
 RTL_TIMING_FRAMES = 16
-# Above this accumulator width the float32 reference rounds (products of wide fixed-point
-# inputs and weights, plus scale and bias): run it in float64 instead.
-FLOAT32_EXACT_BITS = 16
 
 
 @dataclass
@@ -130,30 +128,6 @@ def make_inputs(
 # ---------------------------------------------------------------------------- helpers
 
 
-def _needs_float64(m: Model) -> bool:
-    return any(
-        isinstance(layer, MatVec) and layer.acc_type.bits > FLOAT32_EXACT_BITS for layer in m.layers
-    )
-
-
-def _as_float64(model):
-    """A copy of a (Q)ONNX model whose float tensors and initializers are DOUBLE."""
-    import copy
-
-    from onnx import TensorProto, numpy_helper
-
-    m = copy.deepcopy(model)
-    g = m.graph
-    for i, init in enumerate(g.initializer):
-        if init.data_type == TensorProto.FLOAT:
-            arr = numpy_helper.to_array(init).astype(np.float64)
-            g.initializer[i].CopyFrom(numpy_helper.from_array(arr, init.name))
-    for vi in [*g.input, *g.output, *g.value_info]:
-        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
-            vi.type.tensor_type.elem_type = TensorProto.DOUBLE
-    return m
-
-
 def with_batch(model, n: int):
     """A copy of a qonnx model whose batch dimension is ``n`` (Reshape targets included), so
     that a whole batch runs in one execution and weight quantizers run once."""
@@ -162,10 +136,14 @@ def with_batch(model, n: int):
     from qonnx.core.modelwrapper import ModelWrapper
 
     m = ModelWrapper(copy.deepcopy(model.model))
-    inits = {t.name for t in m.graph.initializer}
+    # Only tensors computed from the input carry the batch (a [1, K] weight does not).
+    live = {m.graph.input[0].name}
+    for node in m.graph.node:
+        if any(i in live for i in node.input):
+            live.update(node.output)
     for vi in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
         dims = vi.type.tensor_type.shape.dim
-        if vi.name not in inits and len(dims) > 1 and dims[0].dim_value == 1:
+        if vi.name in live and len(dims) > 1 and dims[0].dim_value == 1:
             dims[0].dim_value = n
     for node in m.graph.node:
         if node.op_type == "Reshape":
@@ -177,21 +155,20 @@ def with_batch(model, n: int):
     return m
 
 
-def _execute(
-    model, x: np.ndarray, names: list[str], float64: bool, chunk: int = 500
-) -> dict[str, np.ndarray]:
-    """qonnx's node-by-node execution on ``x`` in batches; returns ``names`` per sample.
+def _execute(model, x: np.ndarray, names: list[str], chunk: int = 500) -> dict[str, np.ndarray]:
+    """qonnx's node-by-node execution of ``model`` in float64 on ``x`` in batches; returns
+    ``names`` per sample.
 
-    In float64 mode, qonnx's custom ops (Quant...) hand back float32 whatever their input;
-    their values are exact in float32 (quantized), so each result is widened again before the
-    onnxruntime ops that follow see it.
+    The reference runs in float64 so that its own rounding (float32 sums of wide products,
+    BatchNorm) cannot make a mismatch: the IR's thresholds are derived in float64 too. qonnx's
+    custom ops (Quant...) hand back float32 whatever their input; their values are exact in
+    float32 (quantized), so each result is widened again before the onnxruntime ops that
+    follow see it.
     """
-    from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_node
 
-    if float64:
-        model = ModelWrapper(_as_float64(model.model))
-        x = x.astype(np.float64)
+    model = as_float64(model)
+    x = x.astype(np.float64)
     got: dict[str, list] = {t: [] for t in names}
     batched: dict[int, object] = {}
     for start in range(0, len(x), chunk):
@@ -202,7 +179,7 @@ def _execute(
         ctx[g.input[0].name] = xb
         for node in g.node:
             execute_node(node, ctx, g, mb.model.opset_import[0].version)
-            if float64 and node.domain not in ("", "ai.onnx"):
+            if node.domain not in ("", "ai.onnx"):
                 for o in node.output:
                     ctx[o] = np.asarray(ctx[o], dtype=np.float64)
         for t in names:
@@ -256,8 +233,6 @@ def ref_qonnx(m: Model, d: Path, x: np.ndarray, env: dict) -> RefResult:
     from qonnx.core.modelwrapper import ModelWrapper
 
     model = ModelWrapper(str(d / "reference.onnx"))
-    float64 = _needs_float64(m)
-    note = "reference run in float64 (accumulators wider than 16 bits)" if float64 else None
     softmax = [n for n in model.graph.node if n.op_type == "Softmax"]
     out_name = softmax[-1].input[0] if softmax else model.graph.output[0].name
     # Per-layer localization: thresholded layers map onto the last activation quantizers.
@@ -265,8 +240,8 @@ def ref_qonnx(m: Model, d: Path, x: np.ndarray, env: dict) -> RefResult:
     thr_layers = [layer for layer in m.layers if getattr(layer, "thresholds", None) is not None]
     pairs = list(zip(reversed(thr_layers), reversed(acts), strict=False))
     names = list(dict.fromkeys([out_name, *(q.output[0] for _, q in pairs)]))
-    ref = _execute(model, x, names, float64)
-    res = RefResult(note=note)
+    ref = _execute(model, x, names)
+    res = RefResult()
     rows, res.first = _compare(
         m.layers[-1].name, env[m.output_tensor], _output_to_int(m, ref[out_name])
     )
@@ -293,18 +268,15 @@ def ref_finn(m: Model, d: Path, x: np.ndarray, q: np.ndarray, env: dict, info: d
     with F.finn_environment(d / ".finn-exec"):
         model = ModelWrapper(str(d / "finn_hw.onnx"))
         feed = q.reshape(len(q), *m.input_edge.in_shape) if m.input_edge.kind == "quant" else x
-        feed = feed.astype(np.float32)
-        note = None
-        if _needs_float64(m):
-            # FINN's HW ops compute in the dtype they are given
-            model = ModelWrapper(_as_float64(model.model))
-            feed = feed.astype(np.float64)
-            note = "FINN graph run in float64 (accumulators wider than 16 bits)"
+        # FINN's HW ops compute in the dtype they are given: float64 keeps accumulators
+        # wider than float32's 24-bit mantissa exact
+        model = as_float64(model)
+        feed = feed.astype(np.float64)
         tensors = info["finn_tensors"]
         wanted = [info["finn_input"], *tensors.values()]
         ref = F.execute(model, feed, wanted)
     # Every layer is compared: a sample counts once if any of its tensors differs.
-    res = RefResult(note=note)
+    res = RefResult()
     bad = np.zeros(len(q), dtype=bool)
     checks = [("input edge", q, info["finn_input"])]
     checks += [(layer.name, env[layer.output], tensors[layer.name]) for layer in m.layers]

@@ -109,6 +109,7 @@ def _compile(source: Path, out: Path, opts: CompileOptions, b, folding, key) -> 
     from compiler.frontend.input_type import insert_input_quant, parse_input_type
     from compiler.frontend.load import load_qonnx
     from compiler.frontend.lower import lower_chain, sanitize
+    from compiler.frontend.precision import as_float64
 
     src = str(source)
     ft = parse_input_type(opts.input_type) if opts.input_type else None
@@ -117,9 +118,17 @@ def _compile(source: Path, out: Path, opts: CompileOptions, b, folding, key) -> 
         if ft is not None:
             model = insert_input_quant(model, ft)
         model.save(str(out / REFERENCE_ONNX))
+        model64 = as_float64(model)
         input_quant = E.extract_input_quant(model)
+        E.extract_input_quant(model64)
         try:
             hw = F.to_hw(F.streamline(model))
+            # FINN derives thresholds by folding the float ops (BatchNorm, scales, biases)
+            # into them; in float32 some land off by one at boundaries. The same passes in
+            # float64 give the exact ones, which replace them.
+            F.exact_thresholds(hw, F.to_hw(F.streamline(model64)))
+        except TaperError:
+            raise
         except Exception as e:  # FINN's passes raise anything on graphs they cannot take
             raise TaperError(
                 f"{src}: FINN could not streamline the graph ({type(e).__name__}: {e})"

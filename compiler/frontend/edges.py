@@ -125,7 +125,8 @@ def extract_input_quant(model) -> InputQuant | None:
     # x_int * scale is what the Quant produced: the graph's arithmetic stays, the rounding
     # moves to the host.
     scale_name = model.make_new_valueinfo_name()
-    model.set_initializer(scale_name, np.asarray(scale, dtype=np.float32))
+    dtype = model.get_initializer(node.input[1]).dtype  # float32, or float64 in a float64 copy
+    model.set_initializer(scale_name, np.asarray(scale, dtype=dtype))
     mul = helper.make_node(
         "Mul", [node.input[0], scale_name], [node.output[0]], name="taper_input_scale"
     )

@@ -14,6 +14,12 @@ covered by a test in ``tests/test_finn_compat.py`` that fails when upstream chan
   with ``>=``, i.e. rounding half up: at an exact tie, which power-of-two scales make
   common, the hardware would differ from the QONNX model. ``HalfEvenTies`` moves each
   threshold that sits exactly on a tie to the side QONNX's rounding takes.
+- FINN derives thresholds in float32 (its default dtype), which puts some off by one where
+  BatchNorm and scales meet a rounding boundary. The same passes on a float64 copy of the
+  model give exact thresholds; ``exact_thresholds`` moves them into the float32 graph (a
+  float64 graph is not executable: FINN mixes in float32 constants). ONNX shape inference
+  loses some HW node output shapes in the float64 copy; ``_restore_hw_shapes`` puts them
+  back from the nodes themselves.
 - ``SetFolding`` and the estimate analyses need specialized nodes (``MVAU_hls``...), while
   only the generic nodes execute in Python (``*_hls`` need Vitis for cppsim):
   ``generic_copy`` maps a specialized graph back for execution.
@@ -106,12 +112,13 @@ def _half_even_ties():
                 inst = getCustomOp(n)
                 if inst.get_nodeattr("out_scale") != 1.0:
                     continue
-                t = model.get_initializer(n.input[1]).astype(np.float64)
-                tie = np.abs(t - np.round(t)) <= 1e-6 * np.maximum(1.0, np.abs(t))
+                stored = model.get_initializer(n.input[1])
+                t = stored.astype(np.float64)
+                tie = np.abs(t - np.round(t)) <= 1e-9 * np.maximum(1.0, np.abs(t))
                 level = inst.get_nodeattr("out_bias") + np.arange(1, t.shape[1] + 1)
                 odd = (np.round(level).astype(np.int64) % 2) != 0
                 new = np.where(tie, np.round(t), t) + np.where(tie & odd[None, :], 0.5, 0.0)
-                model.set_initializer(n.input[1], new.astype(np.float32))
+                model.set_initializer(n.input[1], new.astype(stored.dtype))
             return model, False
 
     return HalfEvenTies()
@@ -163,6 +170,22 @@ def to_hw(model):
     ):
         model = model.transform(t)
     return _tidy(model)
+
+
+def exact_thresholds(hw32, hw64) -> None:
+    """Copy the integer-input thresholds of ``hw64`` (same passes, float64) into ``hw32``."""
+    from compiler.errors import TaperError
+
+    n32, n64 = list(hw32.graph.node), list(hw64.graph.node)
+    if [n.op_type for n in n32] != [n.op_type for n in n64]:
+        raise TaperError("FINN's passes gave different graphs in float32 and float64")
+    for a, b in zip(n32, n64, strict=True):
+        if not is_hw(a) or not hw32.get_tensor_datatype(a.input[0]).is_integer():
+            continue
+        idx = 2 if a.op_type == "MVAU" else 1
+        if len(a.input) > idx and hw32.get_initializer(a.input[idx]) is not None:
+            t = hw64.get_initializer(b.input[idx])
+            hw32.set_initializer(a.input[idx], t.astype(hw32.get_initializer(a.input[idx]).dtype))
 
 
 def hw_only(model, first: str, last: str):
