@@ -33,12 +33,14 @@ def test_zoo_model_bit_exact_against_qonnx_and_finn(tmp_path, name):
     )
     assert m.input_edge.kind == edge
     assert len(m.layers) == 4 and all(layer.kind == "matvec" for layer in m.layers)
-    v = verify(tmp_path / "hw", samples=1000, against=["qonnx", "finn"], data=data)
+    v = verify(tmp_path / "hw", samples=1000, against=["qonnx", "finn", "rtl"], data=data)
     assert v.samples == 1000
-    for ref in ("qonnx", "finn"):
+    for ref in ("qonnx", "finn", "rtl"):
         r = v.references[ref]
         assert r.skipped is None and r.mismatches == 0, (ref, r.first)
     assert v.ok
+    # the RTL runs at the IR's predicted initiation interval (the slowest layer)
+    assert abs(v.references["rtl"].measured["ii_cycles"] - m.ii_cycles) <= 2
     # the IR file is what every later stage reads: it round-trips
     assert ir.load(tmp_path / "hw") == m
 
@@ -78,9 +80,10 @@ def test_recipe_bit_exact_against_qonnx_finn_and_brevitas(tmp_path, name):
     )
     assert [layer.weight_type.bits for layer in m.layers] == r.weight_bits
     v = verify(tmp_path / "hw", samples=1000)
-    assert set(v.references) == {"qonnx", "finn", "brevitas"}
+    assert set(v.references) == {"qonnx", "finn", "brevitas", "rtl"}
     for ref, res in v.references.items():
         assert res.skipped is None and res.mismatches == 0, (ref, res.first)
+    assert abs(v.references["rtl"].measured["ii_cycles"] - m.ii_cycles) <= 2
 
 
 @pytest.fixture(scope="module")

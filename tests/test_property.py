@@ -55,12 +55,13 @@ def test_random_mlp_is_bit_exact(tmp_path_factory, spec):
     d = tmp_path_factory.mktemp("prop")
     recipe = Recipe.model_validate(spec)
     train(recipe, d, quiet=True)
-    compile_model(d / "model.onnx", d / "hw", CompileOptions(target_fps=1e6), quiet=True)
-    v = verify(d / "hw", samples=200, against=["qonnx", "finn"], data="digits")
+    m = compile_model(d / "model.onnx", d / "hw", CompileOptions(target_fps=1e6), quiet=True)
+    v = verify(d / "hw", samples=200, against=["qonnx", "finn", "rtl"], data="digits")
     for ref, res in v.references.items():
         assert res.mismatches == 0, (spec, ref, res.first)
+    assert abs(v.references["rtl"].measured["ii_cycles"] - m.ii_cycles) <= 2, spec
     # and Brevitas itself, on the same inputs
-    m = ir.load(d / "hw")
+    assert ir.load(d / "hw") == m
     x, _ = make_inputs(m, 200, "digits")
     model = build_model(recipe, load("digits", seed=0, holdout=360), recipe.seed)
     model.load_state_dict(torch.load(d / "checkpoint.pt", weights_only=True))
