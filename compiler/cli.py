@@ -212,6 +212,45 @@ def verify(target, samples, against, data, seed, input_type, as_json) -> None:
 
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print totals and per-layer counts as JSON.")
+def synth(build_dir: Path, as_json: bool) -> None:
+    """Synthesize the generated RTL with Yosys for the board's Xilinx part.
+
+    Writes BUILD_DIR/rtl (the Verilog) and BUILD_DIR/synth.json; reports LUT, FF, BRAM36 and
+    DSP per layer and in total with the fraction of the device. Exit 2 when the design does
+    not fit. Yosys counts differ from Vivado's.
+    """
+    import json
+
+    from compiler import ir
+    from compiler.backends.rtl.synth import check_fits, synthesize
+
+    if not (build_dir / "ir.json").is_file():
+        raise TaperError(f"{build_dir}: not a compiled build directory (no ir.json)")
+    m = ir.load(build_dir)
+    r = synthesize(m, build_dir)
+    if as_json:
+        click.echo(
+            json.dumps({k: r[k] for k in ("lut", "ff", "bram36", "dsp", "layers")}, indent=2)
+        )
+    else:
+        click.echo(f"{'layer':16s} {'LUT':>8s} {'FF':>8s} {'BRAM36':>7s} {'DSP':>5s}")
+        for name, c in r["layers"].items():
+            click.echo(f"{name:16s} {c['lut']:8,} {c['ff']:8,} {c['bram36']:7g} {c['dsp']:5}")
+        click.echo(
+            f"{'total':16s} {r['lut']:8,} {r['ff']:8,} {r['bram36']:7g} {r['dsp']:5}   "
+            f"(incl. FIFOs and width converters)"
+        )
+        u = r["utilization"]
+        click.echo(
+            f"{r['device']['part']}: LUT {u['lut']:.1%}, FF {u['ff']:.1%}, "
+            f"BRAM36 {u['bram36']:.1%}, DSP {u['dsp']:.1%}  [{r['tool']}]"
+        )
+    check_fits(r)
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
 def show(build_dir: Path) -> None:
     """Print the report of a compiled build directory."""
     p = build_dir / "report.md"

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from test_ir import random_matvec
 
 from compiler.backends.rtl import generate as G
 from compiler.backends.rtl import simulate
 from compiler.errors import TaperError
 from compiler.ir import FIFO, InputEdge, IntType, MatVec, Model, OutputEdge
 from compiler.sim import bitexact
-from test_ir import random_matvec
 
 
 def chain(rng, specs) -> Model:
@@ -28,32 +28,54 @@ def chain(rng, specs) -> Model:
             if layer.thresholds is None:
                 layer.out_type = layer.acc_type
             else:
-                t = rng.integers(layer.acc_type.min, layer.acc_type.max + 1, size=layer.thresholds.shape)
+                t = rng.integers(
+                    layer.acc_type.min, layer.acc_type.max + 1, size=layer.thresholds.shape
+                )
                 layer.thresholds = np.sort(t, axis=1)
         if binary_out:  # one threshold, output {0, 1}: what FINN gives between XNOR layers
             layer.thresholds = layer.thresholds[:, :1]
             layer.out_type, layer.out_bias = IntType(1, False), 0
-        layer.name, layer.input, layer.output = f"l{i}", "input" if i == 0 else f"l{i - 1}_out", f"l{i}_out"
+        layer.name, layer.input, layer.output = (
+            f"l{i}",
+            "input" if i == 0 else f"l{i - 1}_out",
+            f"l{i}_out",
+        )
         layer.pe, layer.simd = pe, simd
         layer.check()
         layers.append(layer)
         prev_out = layer.out_type
     first = layers[0]
-    edge = InputEdge(kind="identity", in_shape=(first.in_features,), shape=(first.in_features,),
-                     out_type=first.input_type)
-    return Model(name="t", input_edge=edge, layers=layers, output_edge=OutputEdge(out_shape=()),
-                 fifos=[FIFO(layers[1].input, 4, 1)] if len(layers) > 1 else [])
+    edge = InputEdge(
+        kind="identity",
+        in_shape=(first.in_features,),
+        shape=(first.in_features,),
+        out_type=first.input_type,
+    )
+    return Model(
+        name="t",
+        input_edge=edge,
+        layers=layers,
+        output_edge=OutputEdge(out_shape=()),
+        fifos=[FIFO(layers[1].input, 4, 1)] if len(layers) > 1 else [],
+    )
 
 
 CASES = {
     # upsizing and downsizing width converters, PE = MH, SIMD = MW, single folds
-    "dwc": [({"mw": 12, "mh": 6}, 2, 3), ({"mw": 6, "mh": 4, "ibits": 2}, 4, 6),
-            ({"mw": 4, "mh": 3, "thresholds": False}, 1, 1)],
-    "xnor": [({"xnor": True, "mw": 16, "mh": 8, "binary_out": True}, 8, 4),
-             ({"xnor": True, "mw": 8, "mh": 4, "binary_out": True}, 2, 8),
-             ({"xnor": True, "mw": 4, "mh": 2, "thresholds": False}, 2, 2)],
-    "bipolar_out": [({"mw": 8, "mh": 4, "bipolar_out": True}, 1, 8),
-                    ({"mw": 4, "mh": 4, "wbits": 8, "thresholds": False}, 4, 1)],
+    "dwc": [
+        ({"mw": 12, "mh": 6}, 2, 3),
+        ({"mw": 6, "mh": 4, "ibits": 2}, 4, 6),
+        ({"mw": 4, "mh": 3, "thresholds": False}, 1, 1),
+    ],
+    "xnor": [
+        ({"xnor": True, "mw": 16, "mh": 8, "binary_out": True}, 8, 4),
+        ({"xnor": True, "mw": 8, "mh": 4, "binary_out": True}, 2, 8),
+        ({"xnor": True, "mw": 4, "mh": 2, "thresholds": False}, 2, 2),
+    ],
+    "bipolar_out": [
+        ({"mw": 8, "mh": 4, "bipolar_out": True}, 1, 8),
+        ({"mw": 4, "mh": 4, "wbits": 8, "thresholds": False}, 4, 1),
+    ],
 }
 
 
@@ -87,13 +109,25 @@ def test_generation_is_deterministic(tmp_path):
 
 def test_weight_words_layout():
     w = np.array([[1, -1, 2, 0], [3, 1, -2, -1]])  # (MH=2, MW=4), INT3
-    layer = MatVec(name="x", input="i", output="o", input_type=IntType(4, True), out_type=IntType(8, True),
-                   weight_type=IntType(3, True), acc_type=IntType(8, True), weights=w, pe=2, simd=2)
+    layer = MatVec(
+        name="x",
+        input="i",
+        output="o",
+        input_type=IntType(4, True),
+        out_type=IntType(8, True),
+        weight_type=IntType(3, True),
+        acc_type=IntType(8, True),
+        weights=w,
+        pe=2,
+        simd=2,
+    )
     words = G.weight_words(layer)
+
     # word (nf=0, sf): lanes (pe0: w[0, 2sf], w[0, 2sf+1], pe1: w[1, 2sf], w[1, 2sf+1]), lane 0 low
     def lanes(word):
         v = int(word, 16)
         return [((v >> (3 * k)) & 7) for k in range(4)]
+
     assert lanes(words[0]) == [1, 7, 3, 1]  # 1, -1, 3, 1
     assert lanes(words[1]) == [2, 0, 6, 7]  # 2, 0, -2, -1
 
@@ -102,7 +136,9 @@ def test_limits_name_layer_and_bound():
     rng = np.random.default_rng(0)
     m = chain(rng, [({"mw": 8, "mh": 4}, 1, 1)])
     m.layers[0].weight_type = IntType(9, True)
-    with pytest.raises(TaperError, match="layer l0: 9-bit weights, the RTL library takes at most 8"):
+    with pytest.raises(
+        TaperError, match="layer l0: 9-bit weights, the RTL library takes at most 8"
+    ):
         G.generate(m, "/tmp/unused-taper-test")
     m.layers[0].weight_type = IntType(3, True)
     m.layers[0].name = "bad name"

@@ -46,7 +46,7 @@ module taper_mvu #(
     localparam SF = MW / SIMD;
     localparam NF = MH / PE;
     localparam WW = PE * SIMD * W_BITS;
-    localparam TW = (N_THRESH > 0) ? PE * N_THRESH * T_BITS : 1;
+    localparam TW = PE * ((N_THRESH > 0) ? N_THRESH : 1) * T_BITS;  // >= any select below
     localparam CB = $clog2(SF + 1);
     localparam SB = (SF > 1) ? $clog2(SF) : 1;
     localparam NB = (NF > 1) ? $clog2(NF) : 1;
@@ -185,7 +185,7 @@ module taper_mvu #(
                     th = t_q[(p*N_THRESH + k)*T_BITS +: T_BITS];
                     c = c + ((a >= th) ? 1 : 0);
                 end
-                if (OUT_BIPOLAR) y[p*OUT_BITS +: OUT_BITS] = c[OUT_BITS-1:0];
+                if (OUT_BIPOLAR) y[p*OUT_BITS +: OUT_BITS] = OUT_BITS'(c);
                 else y[p*OUT_BITS +: OUT_BITS] = OUT_BITS'($signed({1'b0, c}) + OUT_BIAS);
             end
         end

