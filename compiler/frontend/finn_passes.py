@@ -302,7 +302,12 @@ def generic_copy(model):
 
 
 def execute(model, x: np.ndarray, tensors: list[str] | None = None) -> dict[str, np.ndarray]:
-    """FINN's execution of ``model`` one sample at a time; returns the named tensors stacked."""
+    """FINN's execution of ``model`` one sample at a time; returns the named tensors stacked.
+
+    qonnx's executor by default rounds every integer-annotated tensor to its type
+    ("sanitize"): a reference must not correct values, and the check costs a Python call per
+    weight per sample, so it is switched off here.
+    """
     from finn.core.onnx_exec import execute_onnx
 
     iname = model.graph.input[0].name
@@ -310,8 +315,16 @@ def execute(model, x: np.ndarray, tensors: list[str] | None = None) -> dict[str,
     want = tensors or [oname]
     dtype = x.dtype
     out: dict[str, list] = {t: [] for t in want}
-    for xi in x:
-        ctx = execute_onnx(model, {iname: xi[None].astype(dtype)}, return_full_exec_context=True)
-        for t in want:
-            out[t].append(np.asarray(ctx[t]).reshape(1, -1))
+    saved = os.environ.get("SANITIZE_QUANT_TENSORS")
+    os.environ["SANITIZE_QUANT_TENSORS"] = "0"
+    try:
+        for xi in x:
+            ctx = execute_onnx(model, {iname: xi[None].astype(dtype)}, return_full_exec_context=True)
+            for t in want:
+                out[t].append(np.asarray(ctx[t]).reshape(1, -1))
+    finally:
+        if saved is None:
+            os.environ.pop("SANITIZE_QUANT_TENSORS", None)
+        else:
+            os.environ["SANITIZE_QUANT_TENSORS"] = saved
     return {t: np.concatenate(v) for t, v in out.items()}

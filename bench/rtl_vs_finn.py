@@ -1,0 +1,107 @@
+"""taper's RTL against FINN's estimates and BNN-PYNQ's published LFC-W1A1, at FINN's folding.
+
+    .venv/bin/python bench/rtl_vs_finn.py [--skip-synth]
+
+For TFC_1W1A (../shared/zoo) at 1,000,000 img/s and the lfc_w1a1 recipe at 356,633 img/s
+(BNN-PYNQ's measured LFC-W1A1 rate), both folded by FINN's SetFolding for that target at
+100 MHz: our measured II (Verilator) against FINN's estimated cycles, our Yosys LUT/BRAM
+against FINN's estimate and BNN-PYNQ's published numbers (28,360 LUT, 110 BRAM36 on the
+xc7z020). Then the time of the whole path QONNX -> bit-exact Verilator run of 1,000 inputs
+for TFC_1W1A, cold (empty Verilator cache) and warm. Yosys and Vivado count differently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT.parent / "shared" / "zoo"
+BNN_PYNQ_LFC = {"lut": 28_360, "bram36": 110, "fps": 356_633}
+
+
+def model_source(name: str) -> Path:
+    if name.endswith(".onnx"):
+        return ZOO / name
+    from compiler.qat.recipe import load_recipe
+    from compiler.qat.train import train
+
+    out = ROOT / "build" / name
+    if not (out / "model.onnx").is_file():
+        train(load_recipe(name), out)
+    return out / "model.onnx"
+
+
+def row(name: str, fps: float, synth: bool) -> dict:
+    from compiler.backends.rtl import simulate
+    from compiler.backends.rtl.synth import synthesize
+    from compiler.frontend.compile import CompileOptions, compile_model
+    from compiler.sim import bitexact
+
+    d = Path(tempfile.mkdtemp()) / "hw"
+    recipe = None if name.endswith(".onnx") else name
+    m = compile_model(model_source(name), d, CompileOptions(target_fps=fps, recipe=recipe), quiet=True)
+    finn_cycles = max(e["cycles"] for e in m.estimates.values())
+    finn_lut = sum(e.get("LUT", 0) for e in m.estimates.values())
+    finn_bram18 = sum(e.get("BRAM_18K", 0) for e in m.estimates.values())
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(16, *m.input_edge.in_shape)).astype(np.float32)
+    q = bitexact.quantize_input(m.input_edge, x)
+    run = simulate.run(m, q, stall_percent=0)
+    assert np.array_equal(run.outputs, bitexact.run_hardware(m, q)[m.output_tensor])
+    out = {"model": name, "target_fps": fps, "ir_ii": m.ii_cycles, "rtl_ii": run.ii_cycles,
+           "rtl_latency": run.latency_cycles, "finn_cycles": finn_cycles, "finn_lut": finn_lut,
+           "finn_bram36": finn_bram18 / 2, "folding": [(layer.pe, layer.simd) for layer in m.layers]}
+    if synth:
+        s = synthesize(m, d.parent)
+        out.update(yosys_lut=s["lut"], yosys_bram36=s["bram36"], yosys_ff=s["ff"], yosys_dsp=s["dsp"])
+    return out
+
+
+def path_time(cache: Path) -> float:
+    """QONNX file -> compile -> generate -> verilate -> simulate 1,000 inputs -> compare."""
+    from compiler.backends.rtl import simulate
+    from compiler.frontend.compile import CompileOptions, compile_model
+    from compiler.qat.data import load
+    from compiler.sim import bitexact
+
+    t = time.perf_counter()
+    d = Path(tempfile.mkdtemp()) / "hw"
+    m = compile_model(ZOO / "TFC_1W1A.onnx", d, CompileOptions(target_fps=1e6), quiet=True)
+    split = load("mnist", seed=0, holdout=1000)
+    q = bitexact.quantize_input(m.input_edge, split.x_holdout.reshape(-1, *m.input_edge.in_shape))
+    run = simulate.run(m, q, stall_percent=30, seed=1, cache=cache)
+    assert np.array_equal(run.outputs, bitexact.run_hardware(m, q)[m.output_tensor])
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--skip-synth", action="store_true", help="no Yosys runs (minutes for LFC)")
+    args = ap.parse_args()
+    rows = [row("TFC_1W1A.onnx", 1e6, not args.skip_synth),
+            row("lfc_w1a1", BNN_PYNQ_LFC["fps"], not args.skip_synth)]
+    print("| model | target img/s | PE,SIMD per layer | FINN est. cycles | IR II | measured II "
+          "| latency | img/s @100 MHz | Yosys LUT | FINN LUT est. | Yosys BRAM36 | FINN BRAM36 est. |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['target_fps']:,.0f} | {r['folding']} | {r['finn_cycles']} | {r['ir_ii']} "
+              f"| {r['rtl_ii']:g} | {r['rtl_latency']} | {100e6 / r['rtl_ii']:,.0f} "
+              f"| {r.get('yosys_lut', '-'):,} | {r['finn_lut']:,.0f} | {r.get('yosys_bram36', '-')} "
+              f"| {r['finn_bram36']:g} |")
+    print(f"\nBNN-PYNQ LFC-W1A1 on xc7z020 (Vivado): {BNN_PYNQ_LFC['lut']:,} LUT, "
+          f"{BNN_PYNQ_LFC['bram36']} BRAM36, {BNN_PYNQ_LFC['fps']:,} img/s. "
+          "Yosys counts differ from Vivado's (no cross-boundary optimisation, own packing).")
+    with tempfile.TemporaryDirectory() as cache:
+        cold = path_time(Path(cache))
+        warm = path_time(Path(cache))
+    print(f"\nTFC_1W1A QONNX -> bit-exact Verilator run of 1,000 inputs (30% stalls): "
+          f"cold {cold:.1f} s, warm {warm:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
