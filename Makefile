@@ -34,7 +34,7 @@ lock:  ## recompile requirements/lock.txt from requirements/requirements.in
 	  requirements/requirements.in -o requirements/lock.txt
 
 test: setup  ## run the whole test suite (slow tests included)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
 test-fast: setup  ## run the tests not marked slow
 	$(BIN)/python -m pytest -n 2 -m "not slow"
