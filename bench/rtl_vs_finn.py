@@ -44,7 +44,9 @@ def row(name: str, fps: float, synth: bool) -> dict:
 
     d = Path(tempfile.mkdtemp()) / "hw"
     recipe = None if name.endswith(".onnx") else name
-    m = compile_model(model_source(name), d, CompileOptions(target_fps=fps, recipe=recipe), quiet=True)
+    m = compile_model(
+        model_source(name), d, CompileOptions(target_fps=fps, recipe=recipe), quiet=True
+    )
     finn_cycles = max(e["cycles"] for e in m.estimates.values())
     finn_lut = sum(e.get("LUT", 0) for e in m.estimates.values())
     finn_bram18 = sum(e.get("BRAM_18K", 0) for e in m.estimates.values())
@@ -53,12 +55,22 @@ def row(name: str, fps: float, synth: bool) -> dict:
     q = bitexact.quantize_input(m.input_edge, x)
     run = simulate.run(m, q, stall_percent=0)
     assert np.array_equal(run.outputs, bitexact.run_hardware(m, q)[m.output_tensor])
-    out = {"model": name, "target_fps": fps, "ir_ii": m.ii_cycles, "rtl_ii": run.ii_cycles,
-           "rtl_latency": run.latency_cycles, "finn_cycles": finn_cycles, "finn_lut": finn_lut,
-           "finn_bram36": finn_bram18 / 2, "folding": [(layer.pe, layer.simd) for layer in m.layers]}
+    out = {
+        "model": name,
+        "target_fps": fps,
+        "ir_ii": m.ii_cycles,
+        "rtl_ii": run.ii_cycles,
+        "rtl_latency": run.latency_cycles,
+        "finn_cycles": finn_cycles,
+        "finn_lut": finn_lut,
+        "finn_bram36": finn_bram18 / 2,
+        "folding": [(layer.pe, layer.simd) for layer in m.layers],
+    }
     if synth:
         s = synthesize(m, d.parent)
-        out.update(yosys_lut=s["lut"], yosys_bram36=s["bram36"], yosys_ff=s["ff"], yosys_dsp=s["dsp"])
+        out.update(
+            yosys_lut=s["lut"], yosys_bram36=s["bram36"], yosys_ff=s["ff"], yosys_dsp=s["dsp"]
+        )
     return out
 
 
@@ -83,24 +95,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--skip-synth", action="store_true", help="no Yosys runs (minutes for LFC)")
     args = ap.parse_args()
-    rows = [row("TFC_1W1A.onnx", 1e6, not args.skip_synth),
-            row("lfc_w1a1", BNN_PYNQ_LFC["fps"], not args.skip_synth)]
-    print("| model | target img/s | PE,SIMD per layer | FINN est. cycles | IR II | measured II "
-          "| latency | img/s @100 MHz | Yosys LUT | FINN LUT est. | Yosys BRAM36 | FINN BRAM36 est. |")
+    rows = [
+        row("TFC_1W1A.onnx", 1e6, not args.skip_synth),
+        row("lfc_w1a1", BNN_PYNQ_LFC["fps"], not args.skip_synth),
+    ]
+    print(
+        "| model | target img/s | PE,SIMD per layer | FINN est. cycles | IR II | measured II "
+        "| latency | img/s @100 MHz | Yosys LUT | FINN LUT est. | Yosys BRAM36 | FINN BRAM36 est. |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['target_fps']:,.0f} | {r['folding']} | {r['finn_cycles']} | {r['ir_ii']} "
-              f"| {r['rtl_ii']:g} | {r['rtl_latency']} | {100e6 / r['rtl_ii']:,.0f} "
-              f"| {r.get('yosys_lut', '-'):,} | {r['finn_lut']:,.0f} | {r.get('yosys_bram36', '-')} "
-              f"| {r['finn_bram36']:g} |")
-    print(f"\nBNN-PYNQ LFC-W1A1 on xc7z020 (Vivado): {BNN_PYNQ_LFC['lut']:,} LUT, "
-          f"{BNN_PYNQ_LFC['bram36']} BRAM36, {BNN_PYNQ_LFC['fps']:,} img/s. "
-          "Yosys counts differ from Vivado's (no cross-boundary optimisation, own packing).")
+        print(
+            f"| {r['model']} | {r['target_fps']:,.0f} | {r['folding']} | {r['finn_cycles']} | {r['ir_ii']} "
+            f"| {r['rtl_ii']:g} | {r['rtl_latency']} | {100e6 / r['rtl_ii']:,.0f} "
+            f"| {r.get('yosys_lut', '-'):,} | {r['finn_lut']:,.0f} | {r.get('yosys_bram36', '-')} "
+            f"| {r['finn_bram36']:g} |"
+        )
+    print(
+        f"\nBNN-PYNQ LFC-W1A1 on xc7z020 (Vivado): {BNN_PYNQ_LFC['lut']:,} LUT, "
+        f"{BNN_PYNQ_LFC['bram36']} BRAM36, {BNN_PYNQ_LFC['fps']:,} img/s. "
+        "Yosys counts differ from Vivado's (no cross-boundary optimisation, own packing)."
+    )
     with tempfile.TemporaryDirectory() as cache:
         cold = path_time(Path(cache))
         warm = path_time(Path(cache))
-    print(f"\nTFC_1W1A QONNX -> bit-exact Verilator run of 1,000 inputs (30% stalls): "
-          f"cold {cold:.1f} s, warm {warm:.1f} s")
+    print(
+        f"\nTFC_1W1A QONNX -> bit-exact Verilator run of 1,000 inputs (30% stalls): "
+        f"cold {cold:.1f} s, warm {warm:.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -144,3 +144,50 @@ def test_limits_name_layer_and_bound():
     m.layers[0].name = "bad name"
     with pytest.raises(TaperError, match="'bad name' is not a safe Verilog identifier"):
         G.generate(m, "/tmp/unused-taper-test")
+
+
+@pytest.mark.slow
+def test_synth_reports_layers_and_device(tmp_path, taper):
+    import json
+
+    from compiler.frontend.compile import CompileOptions, compile_model
+    from compiler.qat.recipe import load_recipe
+    from compiler.qat.train import train
+
+    train(load_recipe("digits_mlp"), tmp_path, epochs=1, quiet=True)
+    m = compile_model(
+        tmp_path / "model.onnx", tmp_path / "hw", CompileOptions(target_fps=1e6), quiet=True
+    )
+    r = taper("synth", tmp_path / "hw", "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert set(doc) == {"lut", "ff", "bram36", "dsp", "layers"}
+    assert list(doc["layers"]) == [layer.name for layer in m.layers]
+    assert doc["dsp"] == 0  # -nodsp: small multipliers in LUTs
+    assert doc["lut"] >= sum(c["lut"] for c in doc["layers"].values()) > 0
+    assert (tmp_path / "hw" / "rtl" / f"{m.name}_top.sv").is_file()
+    r = taper("synth", tmp_path)
+    assert r.returncode == 2 and "not a compiled build directory" in r.stderr
+
+
+def test_does_not_fit_names_resource_and_limit():
+    from compiler.backends.rtl.synth import check_fits
+
+    result = {
+        "lut": 60_000,
+        "ff": 10,
+        "bram36": 1.0,
+        "dsp": 0,
+        "device": {
+            "part": "xc7z020clg400-1",
+            "lut": 53_200,
+            "ff": 106_400,
+            "bram36": 140,
+            "dsp": 220,
+        },
+        "utilization": {"lut": 60_000 / 53_200, "ff": 0.0, "bram36": 0.01, "dsp": 0.0},
+    }
+    with pytest.raises(
+        TaperError, match="does not fit the xc7z020clg400-1: 60,000 LUT needed, 53,200 available"
+    ):
+        check_fits(result)

@@ -319,7 +319,9 @@ def execute(model, x: np.ndarray, tensors: list[str] | None = None) -> dict[str,
     os.environ["SANITIZE_QUANT_TENSORS"] = "0"
     try:
         for xi in x:
-            ctx = execute_onnx(model, {iname: xi[None].astype(dtype)}, return_full_exec_context=True)
+            ctx = execute_onnx(
+                model, {iname: xi[None].astype(dtype)}, return_full_exec_context=True
+            )
             for t in want:
                 out[t].append(np.asarray(ctx[t]).reshape(1, -1))
     finally:

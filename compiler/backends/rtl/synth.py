@@ -49,7 +49,9 @@ def synthesize(m: Model, build_dir: Path, timeout: int = 3600) -> dict:
     summary = generate(m, rtl)
     top = summary["top"]
     script = (
-        f"read_slang --threads 1 --keep-hierarchy --top {top} {' '.join(summary['files'])}; "
+        # unrolled PE x SIMD loops exceed slang's default limit of 4000 iterations
+        f"read_slang --threads 1 --keep-hierarchy --unroll-limit=10000000 --top {top} "
+        f"{' '.join(summary['files'])}; "
         f"synth_xilinx -family xc7 -nodsp -top {top}; "
         "tee -q -o stat.json stat -json"
     )
