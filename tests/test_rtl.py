@@ -97,6 +97,32 @@ def test_rtl_equals_simulator_under_backpressure(name):
     assert abs(r.ii_cycles - m.ii_cycles) <= 2
 
 
+def test_standalone_thresholding_layer_in_rtl():
+    from compiler.ir import Thresholding
+
+    rng = np.random.default_rng(7)
+    m = chain(rng, [({"mw": 8, "mh": 6, "thresholds": False}, 3, 4)])
+    mv = m.layers[0]
+    t = np.sort(rng.integers(mv.acc_type.min, mv.acc_type.max + 1, size=(6, 5)), axis=1)
+    th = Thresholding(
+        name="thr",
+        input=mv.output,
+        output="thr_out",
+        input_type=mv.out_type,
+        out_type=IntType(3, True),
+        channels=6,
+        thresholds=t,
+        out_bias=-2,
+        pe=2,
+    )
+    m.layers.append(th)
+    m.check()
+    q = rng.integers(mv.input_type.min, mv.input_type.max + 1, size=(30, 8))
+    want = bitexact.run_hardware(m, q)[m.output_tensor]
+    for stall in (0, 40):
+        np.testing.assert_array_equal(simulate.run(m, q, stall_percent=stall, seed=3).outputs, want)
+
+
 def test_generation_is_deterministic(tmp_path):
     m = chain(np.random.default_rng(3), CASES["dwc"])
     G.generate(m, tmp_path / "a")

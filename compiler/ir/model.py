@@ -227,6 +227,14 @@ class Thresholding(Layer):
     n_vectors: int = 1
 
     @property
+    def in_features(self) -> int:
+        return self.channels
+
+    @property
+    def out_features(self) -> int:
+        return self.channels
+
+    @property
     def cycles(self) -> int:
         return self.n_vectors * (self.channels // self.pe)
 

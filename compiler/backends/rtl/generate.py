@@ -16,11 +16,11 @@ import numpy as np
 
 from compiler.artifacts import write_text
 from compiler.errors import TaperError
-from compiler.ir.model import MatVec, Model
+from compiler.ir.model import Layer, MatVec, Model, Thresholding
 from compiler.ir.types import IntType
 
 LIBRARY = Path(__file__).resolve().parents[3] / "hw" / "rtl"
-LIBRARY_FILES = ("taper_fifo.sv", "taper_dwc.sv", "taper_mvu.sv")
+LIBRARY_FILES = ("taper_fifo.sv", "taper_dwc.sv", "taper_mvu.sv", "taper_thresholding.sv")
 MAX_IN_BITS = 16
 MAX_W_BITS = 8
 MAX_ACC_BITS = 48
@@ -127,6 +127,27 @@ def mvu_params(layer: MatVec, prefix: str) -> dict[str, object]:
     return p
 
 
+def thresholding_params(layer: Thresholding, prefix: str) -> dict[str, object]:
+    it, ot, t = layer.input_type, layer.out_type, layer.thresholds
+    if it.bits > MAX_IN_BITS:
+        raise TaperError(
+            f"layer {layer.name}: {it.bits}-bit inputs, the RTL library takes at most {MAX_IN_BITS}"
+        )
+    tb = max(it.bits + 1, _signed_bits(int(t.min()), int(t.max())))
+    return {
+        "C": layer.channels,
+        "PE": layer.pe,
+        "IN_BITS": it.bits,
+        "IN_SIGNED": int(it.signed),
+        "N_THRESH": t.shape[1],
+        "T_BITS": tb,
+        "OUT_BITS": ot.bits,
+        "OUT_BIAS": layer.out_bias,
+        "OUT_BIPOLAR": int(ot.bipolar),
+        "THRESH_FILE": f'"{prefix}{layer.name}_thresholds.mem"',
+    }
+
+
 def weight_words(layer: MatVec) -> list[str]:
     nf, sf, pe, simd = (
         layer.out_features // layer.pe,
@@ -139,16 +160,21 @@ def weight_words(layer: MatVec) -> list[str]:
     return pack_words(w, layer.weight_type.bits)
 
 
-def threshold_words(layer: MatVec, t_bits: int) -> list[str]:
-    t = np.broadcast_to(layer.thresholds, (layer.out_features, layer.thresholds.shape[1]))
+def threshold_words(layer: Layer, t_bits: int) -> list[str]:
+    """One word per fold: PE lanes of N thresholds each (channel = fold*PE + pe)."""
+    channels = layer.out_features if isinstance(layer, MatVec) else layer.channels
+    t = np.broadcast_to(layer.thresholds, (channels, layer.thresholds.shape[1]))
     codes = (t.astype(np.int64) & ((1 << t_bits) - 1)).astype(np.uint64)
-    nf = layer.out_features // layer.pe
-    return pack_words(codes.reshape(nf, layer.pe * t.shape[1]), t_bits)
+    return pack_words(codes.reshape(channels // layer.pe, layer.pe * t.shape[1]), t_bits)
+
+
+def in_elems(layer: Layer) -> int:
+    return layer.simd if isinstance(layer, MatVec) else layer.pe
 
 
 def streams(m: Model) -> tuple[Stream, Stream]:
     first, last = m.layers[0], m.layers[-1]
-    return (Stream(first.simd, first.input_type.bits), Stream(last.pe, last.out_type.bits))
+    return (Stream(in_elems(first), first.input_type.bits), Stream(last.pe, last.out_type.bits))
 
 
 def _fifo_depth(m: Model, tensor: str) -> int:
@@ -177,7 +203,7 @@ def top_verilog(m: Model, params: list[dict]) -> tuple[str, str]:
     prev = ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", Stream(s_in.elems, s_in.elem_bits))
     for i, (layer, p) in enumerate(zip(m.layers, params, strict=True)):
         n = ident(layer.name)
-        want = Stream(layer.simd, layer.input_type.bits)
+        want = Stream(in_elems(layer), layer.input_type.bits)
         data, valid, ready, have = prev
         if have.elem_bits != want.elem_bits:
             raise TaperError(
@@ -206,7 +232,7 @@ def top_verilog(m: Model, params: list[dict]) -> tuple[str, str]:
         lines += [
             f"    logic [{out.width - 1}:0] {n}_tdata;",
             f"    logic {n}_tvalid, {n}_tready;",
-            f"    taper_mvu #({plist}) {n} (",
+            f"    {'taper_mvu' if isinstance(layer, MatVec) else 'taper_thresholding'} #({plist}) {n} (",
             f"        .clk(clk), .rst_n(rst_n), .s_tdata({f}_tdata), .s_tvalid({f}_tvalid), .s_tready({f}_tready),",
             f"        .m_tdata({n}_tdata), .m_tvalid({n}_tvalid), .m_tready({n}_tready));",
         ]
@@ -238,12 +264,15 @@ def generate(m: Model, out: Path, mem_prefix: str = "") -> dict:
     out.mkdir(parents=True, exist_ok=True)
     params = []
     for layer in m.layers:
-        if not isinstance(layer, MatVec):
-            raise TaperError(f"layer {layer.name}: the RTL library has no {layer.kind} module yet")
         ident(layer.name)
-        p = mvu_params(layer, mem_prefix)
+        if isinstance(layer, MatVec):
+            p = mvu_params(layer, mem_prefix)
+            write_text(out / f"{layer.name}_weights.mem", "\n".join(weight_words(layer)) + "\n")
+        elif isinstance(layer, Thresholding):
+            p = thresholding_params(layer, mem_prefix)
+        else:
+            raise TaperError(f"layer {layer.name}: the RTL library has no {layer.kind} module yet")
         params.append(p)
-        write_text(out / f"{layer.name}_weights.mem", "\n".join(weight_words(layer)) + "\n")
         if layer.thresholds is not None:
             write_text(
                 out / f"{layer.name}_thresholds.mem",
@@ -264,7 +293,7 @@ def generate(m: Model, out: Path, mem_prefix: str = "") -> dict:
             "elems": s_in.elems,
             "elem_bits": s_in.elem_bits,
             "type": m.layers[0].input_type.name,
-            "words_per_frame": m.layers[0].in_features // m.layers[0].simd,
+            "words_per_frame": m.layers[0].in_features // in_elems(m.layers[0]),
         },
         "output": {
             "width": s_out.width,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.artifacts import atomic_write
-from compiler.backends.rtl.generate import decode, encode, generate, pack_words
+from compiler.backends.rtl.generate import decode, encode, generate, in_elems, pack_words
 from compiler.errors import TaperError
 from compiler.ir.model import Model
 from compiler.tools import tool
@@ -112,8 +112,8 @@ def run(
     """Stream integer inputs ``q`` (frames, in features) through the RTL."""
     binary, d = build(m, cache)
     first, last = m.layers[0], m.layers[-1]
-    words_in = first.in_features // first.simd
-    codes = encode(q, first.input_type).reshape(len(q) * words_in, first.simd)
+    words_in = first.in_features // in_elems(first)
+    codes = encode(q, first.input_type).reshape(len(q) * words_in, in_elems(first))
     lines = pack_words(codes, first.input_type.bits)
     out_bits = last.out_type.bits if last.thresholds is not None else last.acc_type.bits
     budget = (len(q) + 4) * (m.latency_cycles + m.ii_cycles) * (
