@@ -12,7 +12,7 @@ BUILD ?= build
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: setup test test-fast lint train compile verify lock bitstream clean help
+.PHONY: setup test test-fast lint train compile verify synth lock bitstream clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -52,8 +52,11 @@ compile: setup  ## compile MODEL (recipe or .onnx) into $(BUILD)/<name>/hw
 verify: compile  ## check the IR bit for bit against qonnx, FINN (and Brevitas for recipes)
 	$(BIN)/taper verify $(BUILD)/$(notdir $(basename $(MODEL)))/hw $(if $(DATA),--data $(DATA))
 
-bitstream: verify  ## the main job: as far as the flow goes today (train, compile, verify)
-	@echo "bitstreams come with the back ends; the verified IR is in $(BUILD)/$(notdir $(basename $(MODEL)))/hw"
+synth: compile  ## Yosys resources (LUT/FF/BRAM/DSP) of the generated RTL
+	$(BIN)/taper synth $(BUILD)/$(notdir $(basename $(MODEL)))/hw
+
+bitstream: verify synth  ## the main job: as far as the flow goes today (train, compile, verify, synth)
+	@echo "bitstreams come with Vivado/nextpnr; verified IR, RTL and resources are in $(BUILD)/$(notdir $(basename $(MODEL)))/hw"
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD) .pytest_cache

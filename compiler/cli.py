@@ -159,9 +159,9 @@ def compile_cmd(model, out, board, clock_mhz, target_fps, folding, input_type, q
 @click.option("--samples", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option(
     "--against",
-    default="qonnx,finn,brevitas",
+    default="qonnx,finn,brevitas,rtl",
     show_default=True,
-    help="Comma-separated references: qonnx, finn, brevitas.",
+    help="Comma-separated references: qonnx, finn, brevitas, rtl (Verilator).",
 )
 @click.option(
     "--data",

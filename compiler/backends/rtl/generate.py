@@ -201,7 +201,7 @@ def top_verilog(m: Model, params: list[dict]) -> tuple[str, str]:
         ");",
     ]
     prev = ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", Stream(s_in.elems, s_in.elem_bits))
-    for i, (layer, p) in enumerate(zip(m.layers, params, strict=True)):
+    for layer, p in zip(m.layers, params, strict=True):
         n = ident(layer.name)
         want = Stream(in_elems(layer), layer.input_type.bits)
         data, valid, ready, have = prev
@@ -237,7 +237,6 @@ def top_verilog(m: Model, params: list[dict]) -> tuple[str, str]:
             f"        .m_tdata({n}_tdata), .m_tvalid({n}_tvalid), .m_tready({n}_tready));",
         ]
         prev = (f"{n}_tdata", f"{n}_tvalid", f"{n}_tready", out)
-        del i
     data, valid, ready, _ = prev
     cb = max(1, (frame_words - 1).bit_length())
     lines += [
