@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from onnx import TensorProto, helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
@@ -104,12 +103,3 @@ def test_streamline_rounds_ties_half_to_even(tmp_path):
             want = run(quant_model(True), xi[None])
             np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(ref, [[0, 0, 1, 2, 2, 2, 3, 4]])
-
-
-@pytest.mark.parametrize("op", ["MVAU_hls", "MVAU_rtl", "Thresholding_rtl"])
-def test_generic_copy_maps_specialized_ops_back(op):
-    node = helper.make_node(op, ["a"], ["b"], domain=f"{F.HW_DOMAIN}.{op.rsplit('_', 1)[1]}")
-    g = helper.make_graph([node], "g", [], [])
-    m = F.generic_copy(ModelWrapper(helper.make_model(g)))
-    assert m.graph.node[0].op_type == op.rsplit("_", 1)[0]
-    assert m.graph.node[0].domain == F.HW_DOMAIN

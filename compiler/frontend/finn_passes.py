@@ -21,8 +21,8 @@ covered by a test in ``tests/test_finn_compat.py`` that fails when upstream chan
   loses some HW node output shapes in the float64 copy; ``_restore_hw_shapes`` puts them
   back from the nodes themselves.
 - ``SetFolding`` and the estimate analyses need specialized nodes (``MVAU_hls``...), while
-  only the generic nodes execute in Python (``*_hls`` need Vitis for cppsim):
-  ``generic_copy`` maps a specialized graph back for execution.
+  only the generic nodes execute in Python (``*_hls`` need Vitis for cppsim): the finn
+  reference executes the generic graph saved before specialization (``finn_hw.onnx``).
 """
 
 from __future__ import annotations
@@ -289,16 +289,6 @@ def estimates(model, part: str) -> dict[str, dict[str, float]]:
             **{k: float(r[k]) for k in ("LUT", "BRAM_18K", "URAM", "DSP") if k in r},
         }
     return out
-
-
-def generic_copy(model):
-    """A specialized graph with its nodes mapped back to FINN's generic, executable ops."""
-    m = copy.deepcopy(model)
-    for n in m.graph.node:
-        if n.domain in (f"{HW_DOMAIN}.hls", f"{HW_DOMAIN}.rtl"):
-            n.op_type = n.op_type.rsplit("_", 1)[0]
-            n.domain = HW_DOMAIN
-    return m
 
 
 def execute(model, x: np.ndarray, tensors: list[str] | None = None) -> dict[str, np.ndarray]:
