@@ -173,7 +173,9 @@ def _execute(model, x: np.ndarray, names: list[str], chunk: int = 500) -> dict[s
     batched: dict[int, object] = {}
     for start in range(0, len(x), chunk):
         xb = x[start : start + chunk]
-        mb = batched.setdefault(len(xb), with_batch(model, len(xb)))
+        if len(xb) not in batched:  # one copy per batch size, not one per chunk
+            batched[len(xb)] = with_batch(model, len(xb))
+        mb = batched[len(xb)]
         g = mb.graph
         ctx = mb.make_empty_exec_context()
         ctx[g.input[0].name] = xb

@@ -146,12 +146,18 @@ def run_layer(layer: Layer, x: np.ndarray, cache: dict | None = None) -> np.ndar
     return _layer(layer, np.asarray(x), {} if cache is None else cache).astype(np.int64)
 
 
-def run_hardware(model: Model, q: np.ndarray, keep: bool = False) -> dict[str, np.ndarray]:
-    """All hardware layers on integer inputs; returns the output tensor (or every tensor)."""
+def _run(model: Model, q: np.ndarray) -> dict[str, np.ndarray]:
+    """Every tensor of the hardware layers, in their working dtypes."""
     env = {model.input_tensor: np.asarray(q)}
     cache: dict = {}
     for layer in model.layers:
         env[layer.output] = _layer(layer, env[layer.input], cache)
+    return env
+
+
+def run_hardware(model: Model, q: np.ndarray, keep: bool = False) -> dict[str, np.ndarray]:
+    """All hardware layers on integer inputs; returns the output tensor (or every tensor)."""
+    env = _run(model, q)
     if keep:
         return {k: v.astype(np.int64) for k, v in env.items()}
     return {model.output_tensor: env[model.output_tensor].astype(np.int64)}
@@ -185,9 +191,5 @@ def dequantize_output(edge: OutputEdge, y: np.ndarray) -> np.ndarray:
 
 def run(model: Model, x: np.ndarray) -> np.ndarray:
     """Float input samples -> float outputs through edges and hardware."""
-    q = _quantize(model.input_edge, x)
-    env = {model.input_tensor: q}
-    cache: dict = {}
-    for layer in model.layers:
-        env[layer.output] = _layer(layer, env[layer.input], cache)
-    return dequantize_output(model.output_edge, env[model.output_tensor])
+    y = _run(model, _quantize(model.input_edge, x))[model.output_tensor]
+    return dequantize_output(model.output_edge, y)
