@@ -21,6 +21,8 @@ def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> 
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
+    from compiler.qat.bn_fold import for_export
+
     # The exporter warns about torchvision ops this project never uses.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     was_training = model.training
@@ -34,7 +36,9 @@ def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> 
         ):
             warnings.simplefilter("ignore")
             raw = Path(tmp) / "raw.onnx"
-            brevitas_export_qonnx(model, input_t=torch.zeros(1, *input_shape), export_path=str(raw))
+            brevitas_export_qonnx(
+                for_export(model), input_t=torch.zeros(1, *input_shape), export_path=str(raw)
+            )
             clean = cleanup_model(ModelWrapper(str(raw)))
             atomic_write(Path(path), lambda p: clean.save(str(p)))
     finally:

@@ -22,11 +22,17 @@ class _Strict(BaseModel):
 
 
 class Arch(_Strict):
-    """The network: ``fc`` is FINN's TFC/SFC/LFC family (Linear, BatchNorm, activation)."""
+    """The network: ``fc`` is FINN's TFC/SFC/LFC family (Linear, BatchNorm, activation).
+
+    ``batchnorm``: ``true`` a float BatchNorm after each hidden layer (FINN makes thresholds of
+    it); ``fold`` BatchNorm folded into the quantized weights and integer bias during QAT, so
+    the export has no float arithmetic between quantizers (what hls4ml needs to be exact);
+    ``false`` none.
+    """
 
     type: Literal["fc"] = "fc"
     hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
-    batchnorm: bool = True
+    batchnorm: bool | Literal["fold"] = True
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 

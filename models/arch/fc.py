@@ -1,6 +1,7 @@
 """FINN's fully connected family (TFC 64, SFC 256, LFC 1024 wide) with per-layer bitwidths.
 
-Each hidden layer is QuantLinear -> BatchNorm1d -> (Dropout) -> activation quantizer; the last
+Each hidden layer is QuantLinear -> BatchNorm1d -> (Dropout) -> activation quantizer (or the
+BatchNorm folded into the QuantLinear, or none, by ``arch.batchnorm``); the last
 layer is a QuantLinear with an integer-quantized bias whose output is the logits. The input
 is quantized to an unsigned fixed-point value in [0, 1).
 """
@@ -14,6 +15,7 @@ from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
 from brevitas.quant.scaled_int import IntBias
 from torch import nn
 
+from compiler.qat.bn_fold import QuantLinearBNFold
 from compiler.qat.quantizers import act_quant, input_quant, weight_quant
 from compiler.qat.recipe import Recipe
 
@@ -31,16 +33,23 @@ class FC(nn.Module):
         widths = [in_features, *recipe.arch.hidden]
         for i, (wb, ab) in enumerate(zip(recipe.weight_bits, recipe.act_bits, strict=False)):
             bn = recipe.arch.batchnorm
-            layers.append(
-                QuantLinear(
-                    widths[i],
-                    widths[i + 1],
-                    bias=not bn,
-                    weight_quant=weight_quant(wb, scaling),
-                    bias_quant=bias_quant,
+            if bn == "fold":
+                layers.append(
+                    QuantLinearBNFold(
+                        widths[i], widths[i + 1], weight_quant(wb, scaling), bias_quant
+                    )
                 )
-            )
-            if bn:
+            else:
+                layers.append(
+                    QuantLinear(
+                        widths[i],
+                        widths[i + 1],
+                        bias=not bn,
+                        weight_quant=weight_quant(wb, scaling),
+                        bias_quant=bias_quant,
+                    )
+                )
+            if bn is True:
                 layers.append(nn.BatchNorm1d(widths[i + 1]))
             if recipe.arch.dropout:
                 layers.append(nn.Dropout(recipe.arch.dropout))
