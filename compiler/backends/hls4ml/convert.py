@@ -1,0 +1,304 @@
+"""QONNX -> hls4ml project (Vitis back end, ``io_stream``) under ``DIR/hls4ml/``.
+
+hls4ml gets the same partition as the IR: the host keeps the input edge (pre-ops before the
+input quantizer) and a trailing Softmax; the project starts at the input quantizer, whose type
+becomes the input layer's type, and ends at the last layer's output. Precisions come from the
+model's own quantizers (hls4ml's ``auto``); every accumulator is then checked against the
+exact worst case of its weights and widened if hls4ml chose it too narrow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from compiler.artifacts import write_json
+from compiler.errors import TaperError
+
+HLS_DIR = "hls4ml"
+META = "taper.json"  # written last: its presence with a matching key marks a complete project
+_CODE = Path(__file__).parent
+
+
+# ---------------------------------------------------------------------------- graph
+
+
+def biasless_gemm_to_matmul(model):
+    """Rewrite Gemm nodes without a bias (C) as [Transpose] -> MatMul [-> Mul alpha].
+
+    qonnx 1.0.0's ``GemmToMatMul`` reads ``n.input[2]`` unconditionally and raises IndexError
+    on a bias-less Gemm (tests/test_hls4ml.py fails when that is fixed upstream); Gemms with a
+    bias are left to it.
+    """
+    from onnx import helper
+
+    g = model.graph
+    for i, n in enumerate(list(g.node)):
+        if n.op_type != "Gemm" or (len(n.input) > 2 and n.input[2]):
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        a_in, b_in = n.input[0], n.input[1]
+        new = []
+        for flag, name in (("transA", "a_in"), ("transB", "b_in")):
+            if attrs.get(flag, 0):
+                src = a_in if name == "a_in" else b_in
+                t = model.make_new_valueinfo_name()
+                new.append(helper.make_node("Transpose", [src], [t], perm=[1, 0]))
+                if name == "a_in":
+                    a_in = t
+                else:
+                    b_in = t
+        alpha = float(attrs.get("alpha", 1.0))
+        mm_out = n.output[0] if alpha == 1.0 else model.make_new_valueinfo_name()
+        new.append(helper.make_node("MatMul", [a_in, b_in], [mm_out], name=n.name))
+        if alpha != 1.0:
+            c = model.make_new_valueinfo_name()
+            model.set_initializer(c, np.asarray(alpha, dtype=np.float32))
+            new.append(helper.make_node("Mul", [mm_out, c], [n.output[0]]))
+        g.node.remove(n)
+        for k, nn in enumerate(new):
+            g.node.insert(i + k, nn)
+    return model
+
+
+def _input_quant(model):
+    """The quantizer on the graph input (through the host's pre-ops), or None."""
+    inits = {t.name for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type in ("Quant", "BipolarQuant") and n.input[0] not in inits:
+            return n
+    return None
+
+
+def prepare(model, source: str):
+    """The graph hls4ml gets: from the input quantizer to before a trailing Softmax."""
+    from onnx import helper
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.util.cleanup import cleanup_model
+
+    model = cleanup_model(model)
+    q = _input_quant(model)
+    if q is None or q.op_type != "Quant":
+        raise TaperError(
+            f"{source}: the model input does not go through a Quant, so hls4ml has no exact "
+            "type for it (hls4ml rule: quantized inputs); give it one with --input-type"
+        )
+    g = model.graph
+    # Cut the host's pre-ops (shape ops, TFC's 2x-1): the IR's input edge runs them.
+    pre, t = [], q.input[0]
+    while (p := model.find_producer(t)) is not None:
+        if p.op_type not in ("Reshape", "Flatten", "Mul", "Div", "Add", "Sub"):
+            raise TaperError(
+                f"{source}: node {p.name} before the input quantizer is no host pre-op"
+            )
+        pre.append(p)
+        t = p.input[0]
+    shape = model.get_tensor_shape(q.input[0])
+    for n in pre:
+        g.node.remove(n)
+    name = "taper_input"
+    q.input[0] = name
+    del g.input[:]
+    g.input.append(helper.make_tensor_value_info(name, 1, [1, int(np.prod(shape[1:]))]))
+    if len(shape) != 2:  # hls4ml streams a flat vector; the graph reshapes it back
+        raise TaperError(
+            f"{source}: input quantizer {q.name} sees shape {shape}; only flat (MLP) inputs "
+            "are supported by the hls4ml back end so far"
+        )
+    last = g.node[-1]
+    if last.op_type == "Softmax":  # the output edge: on the host, as in the IR
+        vi = next((v for v in g.value_info if v.name == last.input[0]), None)
+        if vi is None:
+            vi = helper.make_tensor_value_info(last.input[0], 1, None)
+        else:
+            g.value_info.remove(vi)
+        g.node.remove(last)
+        g.output.remove(g.output[0])
+        g.output.append(vi)
+    model = biasless_gemm_to_matmul(model)
+    model = model.transform(GemmToMatMul())
+    if any(n.op_type == "Conv" for n in model.graph.node):
+        from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+
+        model = model.transform(ConvertToChannelsLastAndClean())
+    return cleanup_model(model)
+
+
+def quant_precision(model, q) -> str:
+    """hls4ml type of a Quant with a power-of-two scale: ``[u]fixed<bits, bits + log2 scale>``."""
+    bits = int(model.get_initializer(q.input[3]))
+    scale = float(np.asarray(model.get_initializer(q.input[1])).ravel()[0])
+    signed = next((a.i for a in q.attribute if a.name == "signed"), 1)
+    integer = bits + int(round(np.log2(scale)))
+    return f"{'' if signed else 'u'}fixed<{bits},{integer}>"
+
+
+# ---------------------------------------------------------------------------- precision
+
+
+def exact_accumulators(hm) -> list[str]:
+    """Widen any Dense accumulator/result type that cannot hold its exact worst case.
+
+    Returns the names of the layers changed (hls4ml's ``auto`` precision usually gets it right;
+    this makes exactness a property of taper, not of hls4ml's inference).
+    """
+    from hls4ml.model.types import FixedPrecisionType
+
+    changed = []
+    for layer in hm.get_layers():
+        if layer.class_name != "Dense":
+            continue
+        xp = layer.get_input_variable().type.precision
+        w = np.asarray(layer.weights["weight"].data, dtype=np.float64)
+        w = w.reshape(-1, w.shape[-1]) if w.ndim > 1 else w[:, None]
+        b = layer.weights.get("bias")
+        bias = np.zeros(w.shape[1]) if b is None else np.asarray(b.data, np.float64).ravel()
+        xf = xp.width - xp.integer
+        xmax = (2.0 ** (xp.width - (1 if xp.signed else 0)) - 1) * 2.0**-xf
+        xmin = -(2.0 ** (xp.width - 1)) * 2.0**-xf if xp.signed else 0.0
+        hi = np.maximum(w * xmax, w * xmin).sum(axis=0) + bias
+        lo = np.minimum(w * xmax, w * xmin).sum(axis=0) + bias
+        frac = max(xf + _frac_bits(w), _frac_bits(bias))
+        span = max(float(np.max(hi)), -float(np.min(lo)) - 2.0**-frac, 0.0)
+        integer = int(np.floor(np.log2(span))) + 2 if span > 0 else 1  # + sign bit
+        need = FixedPrecisionType(integer + frac, integer, True)
+        for t in (layer.get_attr("accum_t"), layer.get_output_variable().type):
+            p = t.precision
+            pf = p.width - p.integer
+            if not p.signed or p.integer < integer or pf < frac:
+                t.precision = need
+                changed.append(layer.name)
+    return sorted(set(changed))
+
+
+def _frac_bits(v: np.ndarray) -> int:
+    """Fractional bits needed to hold every value of ``v`` exactly (v dyadic by the rules)."""
+    for f in range(0, 64):
+        if np.all(v * 2.0**f == np.round(v * 2.0**f)):
+            return f
+    raise TaperError("a weight or bias is not a short dyadic fraction")
+
+
+# ---------------------------------------------------------------------------- project
+
+
+def _key(reference: Path, part: str, clock_mhz: float) -> str:
+    import hls4ml
+
+    h = hashlib.sha256(reference.read_bytes())
+    for f in sorted(_CODE.glob("*.py")):
+        h.update(f.read_bytes())
+    h.update(f"{part} {clock_mhz} {hls4ml.__version__}".encode())
+    return h.hexdigest()[:20]
+
+
+def read_meta(d: Path) -> dict | None:
+    p = Path(d) / HLS_DIR / META
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def write_project(d: Path, quiet: bool = False) -> dict:
+    """Write (or reuse, when up to date) the hls4ml project of build directory ``d``."""
+    from compiler import ir
+    from compiler.backends.hls4ml import rules
+    from compiler.frontend.compile import REFERENCE_ONNX
+
+    d = Path(d)
+    m = ir.load(d)
+    reference = d / REFERENCE_ONNX
+    key = _key(reference, m.part, m.clock_mhz)
+    meta = read_meta(d)
+    if meta and meta.get("key") == key:
+        return meta
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    model = ModelWrapper(str(reference))
+    rules.check(model, m.source)
+    model = prepare(model, m.source)
+    project = f"taper_{m.name}"
+    stage = Path(tempfile.mkdtemp(prefix=".hls4ml.", dir=d))
+    final = d / HLS_DIR
+    try:
+        hm, widened = _convert(model, stage, project, m.part, m.clock_mhz)
+        with _quiet():
+            hm.write()
+        # hls4ml records its output dir in the config; the project moves into place below.
+        yml = stage / "hls4ml_config.yml"
+        yml.write_text(yml.read_text().replace(f"OutputDir: {stage}", f"OutputDir: {final}"))
+        meta = {
+            "key": key,
+            "project": project,
+            "part": m.part,
+            "clock_mhz": m.clock_mhz,
+            "io_type": "io_stream",
+            "input_precision": str(hm.get_input_variables()[0].type.precision),
+            "in_size": int(hm.get_input_variables()[0].size()),
+            "out_size": int(hm.get_output_variables()[0].size()),
+            "widened_accumulators": widened,
+        }
+        write_json(stage / META, meta)
+        if final.exists():
+            shutil.rmtree(final)
+        stage.rename(final)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+    if not quiet:
+        print(f"[taper] hls4ml project ({project}, Vitis, io_stream) -> {final}", flush=True)
+    return meta
+
+
+def hls_model(d: Path):
+    """The hls4ml ModelGraph of an existing project (for hls4ml's own build)."""
+    from compiler import ir
+    from compiler.frontend.compile import REFERENCE_ONNX
+
+    d = Path(d)
+    meta = write_project(d, quiet=True)
+    m = ir.load(d)
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    model = prepare(ModelWrapper(str(d / REFERENCE_ONNX)), m.source)
+    hm, _ = _convert(model, d / HLS_DIR, meta["project"], m.part, m.clock_mhz)
+    return hm
+
+
+def _convert(model, out: Path, project: str, part: str, clock_mhz: float):
+    import hls4ml
+
+    q = _input_quant(model)
+    with _quiet():
+        cfg = hls4ml.utils.config.config_from_onnx_model(model, granularity="name", backend="Vitis")
+        cfg["LayerName"][model.graph.input[0].name]["Precision"]["result"] = quant_precision(
+            model, q
+        )
+        hm = hls4ml.converters.convert_from_onnx_model(
+            model,
+            output_dir=str(out),
+            project_name=project,
+            backend="Vitis",
+            io_type="io_stream",
+            part=part,
+            clock_period=round(1000.0 / clock_mhz, 3),
+            hls_config=cfg,
+        )
+    return hm, exact_accumulators(hm)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """hls4ml prints its topology and warns freely; a build log wants neither."""
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        warnings.simplefilter("ignore")
+        yield

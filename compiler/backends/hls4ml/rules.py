@@ -1,0 +1,193 @@
+"""The rules under which hls4ml reproduces a QONNX model bit for bit, checked before conversion.
+
+hls4ml computes in fixed point. A Quant with a power-of-two scale and zero point 0 is exactly a
+fixed-point type; anything else between two quantizers (a float BatchNormalization, a
+non-power-of-two Mul, a float bias) it would carry out in approximate fixed point. A model that
+breaks a rule gets one line naming the node and the rule, never a silently inexact project.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from compiler.errors import TaperError
+
+# Ops that move data or are exact in fixed point given quantized operands.
+_PASS_THROUGH = {"Reshape", "Flatten", "Transpose", "Identity", "Squeeze", "Unsqueeze"}
+_EXACT = {"MatMul", "Gemm", "Conv", "Relu", "MaxPool", *_PASS_THROUGH}
+_COMPUTE = {"MatMul", "Gemm", "Conv"}
+_QUANTIZERS = {"Quant", "BipolarQuant"}
+# A float constant added to quantized data is exact if it is a short dyadic fraction.
+_MAX_FRAC_BITS = 16
+
+
+class RuleError(TaperError):
+    """A model hls4ml cannot reproduce exactly; ``rule`` names which rule it breaks."""
+
+    def __init__(self, source: str, node, rule: str, why: str, fix: str = "") -> None:
+        self.rule = rule
+        self.node = node.name
+        msg = f"{source}: node {node.name} ({node.op_type}): {why} (hls4ml rule: {rule})"
+        super().__init__(msg + (f"; {fix}" if fix else ""))
+
+
+def _pow2(v: np.ndarray) -> bool:
+    v = np.asarray(v, dtype=np.float64)
+    if not np.all(np.isfinite(v)) or np.any(v <= 0):
+        return False
+    return bool(np.all(np.exp2(np.round(np.log2(v))) == v))
+
+
+def _dyadic(v: np.ndarray) -> bool:
+    """Every value a multiple of 2**-16 (exactly representable in a short fixed-point type)."""
+    v = np.asarray(v, dtype=np.float64) * 2.0**_MAX_FRAC_BITS
+    return bool(np.all(np.isfinite(v)) and np.all(v == np.round(v)))
+
+
+def _const(model, name: str):
+    return model.get_initializer(name) if name else None
+
+
+def _from_quantizer(model, tensor: str) -> bool:
+    """Whether ``tensor`` is produced by a quantizer, through data-movement ops."""
+    while True:
+        p = model.find_producer(tensor)
+        if p is None:
+            return False
+        if p.op_type in _QUANTIZERS:
+            return True
+        if p.op_type not in _PASS_THROUGH:
+            return False
+        tensor = p.input[0]
+
+
+def check(model, source: str) -> None:
+    """Raise :class:`RuleError` for the first node (in graph order) that breaks a rule."""
+    nodes = list(model.graph.node)
+    last = nodes[-1] if nodes else None
+    for node in nodes:
+        op = node.op_type
+        if op == "Quant":
+            _check_quant(model, node, source)
+        elif op == "BipolarQuant":
+            s = _const(model, node.input[1])
+            if s is None or not np.all(np.asarray(s) == 1.0):
+                raise RuleError(
+                    source,
+                    node,
+                    "bipolar layers only with scale 1",
+                    f"scale {_show(s)}: hls4ml's bipolar type is exactly {{-1, +1}}",
+                )
+        elif op == "BatchNormalization":
+            raise RuleError(
+                source,
+                node,
+                "no float arithmetic between quantizers",
+                "a float BatchNormalization, which hls4ml would compute in approximate fixed point",
+                _bn_fix(model, node),
+            )
+        elif op in ("Mul", "Div"):
+            c = _const(model, node.input[1]) if _const(model, node.input[0]) is None else None
+            c = c if c is not None else _const(model, node.input[0])
+            if c is None or not _pow2(np.abs(c)):
+                raise RuleError(
+                    source,
+                    node,
+                    "no float arithmetic between quantizers",
+                    f"{op} by {_show(c) if c is not None else 'a tensor'}, not a power of two",
+                    "use power-of-two scales (recipe quant.scaling: power_of_two)",
+                )
+        elif op in ("Add", "Sub"):
+            for t in node.input:
+                c = _const(model, t)
+                if c is not None and not _dyadic(c):
+                    raise RuleError(
+                        source,
+                        node,
+                        "integer biases",
+                        f"float constant {_show(c)} is not an integer-quantized bias",
+                        "quantize biases (Brevitas bias_quant=IntBias)",
+                    )
+        elif op == "Softmax":
+            if node is not last:
+                raise RuleError(
+                    source,
+                    node,
+                    "no float arithmetic between quantizers",
+                    "a Softmax inside the network (only a trailing one stays on the host)",
+                )
+        elif op not in _EXACT:
+            raise RuleError(
+                source,
+                node,
+                "supported ops",
+                "not an op hls4ml's QONNX front end reproduces exactly",
+            )
+        if op in _COMPUTE and not _from_quantizer(model, node.input[0]):
+            raise RuleError(
+                source,
+                node,
+                "quantized inputs",
+                "its input is not quantized, so hls4ml has no exact type for it",
+                "give the model input a type (--input-type fixed<W,I>) or quantize it",
+            )
+
+
+def _check_quant(model, node, source: str) -> None:
+    scale, zp, bits = (_const(model, t) for t in node.input[1:4])
+    if scale is None or zp is None or bits is None:
+        raise RuleError(
+            source, node, "constant quantizers", "scale, zero point or bit width is not a constant"
+        )
+    if not _pow2(scale):
+        raise RuleError(
+            source,
+            node,
+            "power-of-two scales",
+            f"scale {_show(scale)} is not a power of two, so no fixed-point type holds it",
+            "train with power-of-two scales (recipe quant.scaling: power_of_two)",
+        )
+    if np.any(np.asarray(zp) != 0):
+        raise RuleError(source, node, "zero point 0", f"zero point {_show(zp)}")
+    b = np.asarray(bits, dtype=np.float64)
+    if b.size != 1 or float(b.ravel()[0]) != math.floor(float(b.ravel()[0])):
+        raise RuleError(source, node, "constant quantizers", f"bit width {_show(bits)}")
+    mode = next(
+        (a.s.decode() for a in node.attribute if a.name == "rounding_mode"), "ROUND"
+    ).upper()
+    if mode not in ("ROUND", "FLOOR"):
+        raise RuleError(
+            source,
+            node,
+            "ROUND or FLOOR rounding",
+            f"rounding mode {mode}: hls4ml's fixed-point types round half-to-even or truncate",
+        )
+
+
+def _bn_fix(model, node) -> str:
+    """Which exact rewrite, if any, meets the rule for this BatchNormalization."""
+    gamma, beta, mean, var = (_const(model, t) for t in node.input[1:5])
+    eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+    if gamma is not None and var is not None:
+        a = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+        b = np.asarray(beta, np.float64) - np.asarray(mean, np.float64) * a
+        if _pow2(np.abs(a)) and _dyadic(b):
+            return (
+                "its scale is a power of two per channel: it can be merged exactly into the "
+                "preceding layer's weights and bias (not done automatically)"
+            )
+    return (
+        "it cannot be merged exactly into the weights (its scale is not a power of two); "
+        "retrain with batch norm folded into the quantized layers (recipe arch.batchnorm: "
+        "fold); FINN, which turns it into thresholds, takes the model as it is"
+    )
+
+
+def _show(v) -> str:
+    if v is None:
+        return "none"
+    a = np.asarray(v).ravel()
+    head = ", ".join(f"{x:g}" for x in a[:3])
+    return head if a.size == 1 else f"[{head}{', ...' if a.size > 3 else ''}]"
