@@ -139,19 +139,50 @@ def _with(options):
     help="Build directory (written atomically; reused when up to date).",
 )
 @_with(_compile_opts)
+@click.option(
+    "--backend",
+    type=click.Choice(["rtl", "hls4ml"]),
+    default="rtl",
+    show_default=True,
+    help="rtl: the IR (our RTL is generated from it by verify/synth); hls4ml: also the "
+    "hls4ml HLS project in OUT/hls4ml (the model must meet hls4ml's exactness rules).",
+)
 @click.option("-q", "--quiet", is_flag=True)
-def compile_cmd(model, out, board, clock_mhz, target_fps, folding, input_type, quiet) -> None:
+def compile_cmd(
+    model, out, board, clock_mhz, target_fps, folding, input_type, backend, quiet
+) -> None:
     """Compile MODEL (recipe name or QONNX file) into the hardware IR.
 
     \b
     Writes OUT/ir.json + ir.npz (the IR), report.md + report.png, reference.onnx (the QONNX
-    reference), finn_hw.onnx and finn_folded.onnx (FINN's graphs) and compile.json.
+    reference), finn_hw.onnx and finn_folded.onnx (FINN's graphs) and compile.json; with
+    --backend hls4ml also OUT/hls4ml (Vitis HLS project, io_stream, the board's part/clock).
     """
     from compiler.frontend.compile import compile_model
 
     source, recipe_name = _resolve_model(model, quiet)
     opts = _compile_options(recipe_name, board, clock_mhz, target_fps, folding, input_type)
+    if backend == "hls4ml":  # the rules first: a model hls4ml cannot take leaves no build
+        from compiler.backends.hls4ml import convert
+
+        convert.check_source(source, input_type)
     compile_model(source, out, opts, quiet=quiet)
+    if backend == "hls4ml":
+        convert.write_project(out, quiet=quiet)
+
+
+def _build_dir(target: str, input_type: str | None, quiet: bool) -> Path:
+    """A compiled build directory, or a recipe/QONNX file compiled into build/<name>/hw."""
+    d = Path(target)
+    if d.is_dir() and (d / "ir.json").is_file():
+        return d
+    from compiler.frontend.compile import compile_model
+
+    source, recipe_name = _resolve_model(target, quiet=quiet)
+    d = BUILD / (recipe_name or source.stem) / "hw"
+    opts = _compile_options(recipe_name, None, None, None, None, input_type)
+    compile_model(source, d, opts, quiet=quiet)
+    return d
 
 
 @cli.command()
@@ -161,7 +192,8 @@ def compile_cmd(model, out, board, clock_mhz, target_fps, folding, input_type, q
     "--against",
     default="qonnx,finn,brevitas,rtl",
     show_default=True,
-    help="Comma-separated references: qonnx, finn, brevitas, rtl (Verilator).",
+    help="Comma-separated references: qonnx, finn, brevitas, rtl (Verilator), "
+    "hls4ml (g++ C-simulation of the hls4ml project; written if missing).",
 )
 @click.option(
     "--data",
@@ -182,15 +214,9 @@ def verify(target, samples, against, data, seed, input_type, as_json) -> None:
 
     from compiler.verify import verify as run_verify
 
-    d = Path(target)
-    if not (d.is_dir() and (d / "ir.json").is_file()):
-        from compiler.frontend.compile import compile_model
-
-        source, recipe_name = _resolve_model(target, quiet=as_json)
-        d = BUILD / (recipe_name or source.stem) / "hw"
-        opts = _compile_options(recipe_name, None, None, None, None, input_type)
-        compile_model(source, d, opts, quiet=as_json)
-    v = run_verify(d, samples, [a.strip() for a in against.split(",") if a.strip()], data, seed)
+    d = _build_dir(target, input_type, as_json)
+    refs = [a.strip() for a in against.split(",") if a.strip()]
+    v = run_verify(d, samples, refs, data, seed, quiet=as_json)
     if as_json:
         click.echo(json.dumps(v.to_json(), indent=2))
     else:
@@ -247,6 +273,40 @@ def synth(build_dir: Path, as_json: bool) -> None:
             f"BRAM36 {u['bram36']:.1%}, DSP {u['dsp']:.1%}  [{r['tool']}]"
         )
     check_fits(r)
+
+
+@cli.command()
+@click.argument("target")
+@click.option(
+    "--backend",
+    type=click.Choice(["rtl", "hls4ml"]),
+    default="rtl",
+    show_default=True,
+    help="rtl: Yosys synthesis of our RTL (a .bit needs Vivado); hls4ml: hls4ml's Vitis "
+    "HLS build (C synthesis, IP export, Vivado synthesis) when Vitis is installed.",
+)
+@click.option("--input-type", help="As for compile, when TARGET is a float-input QONNX file.")
+@click.option("-q", "--quiet", is_flag=True)
+@click.pass_context
+def bitstream(ctx, target, backend, input_type, quiet) -> None:
+    """Build TARGET (build directory, recipe or QONNX file) as far as this machine can.
+
+    Without the vendor tools it stops after the last stage that runs here and says what to
+    run on a machine that has them.
+    """
+    d = _build_dir(target, input_type, quiet)
+    if backend == "hls4ml":
+        from compiler.backends.hls4ml import vitis
+
+        report = vitis.build(d, quiet=quiet)
+        if report is not None:
+            click.echo(f"[taper] hls4ml build report -> {report}")
+        return
+    ctx.invoke(synth, build_dir=d, as_json=False)
+    click.echo(
+        "[taper] no .bit/.hwh: a PYNQ bitstream needs Vivado (not driven by this flow yet). "
+        f"The IR, RTL and Yosys resources are in {d}"
+    )
 
 
 @cli.command()

@@ -19,7 +19,7 @@ from compiler.frontend.precision import as_float64
 from compiler.ir.model import Model
 from compiler.sim import bitexact
 
-REFERENCES = ("qonnx", "finn", "brevitas", "rtl")
+REFERENCES = ("qonnx", "finn", "brevitas", "rtl", "hls4ml")
 RTL_STALL_PERCENT = 30  # random input stalls and output backpressure in the RTL check
 RTL_TIMING_FRAMES = 16
 
@@ -201,16 +201,19 @@ def _output_to_int(m: Model, r: np.ndarray) -> np.ndarray:
 
 
 def _compare(
-    layer: str, ir_vals: np.ndarray, ref_vals: np.ndarray
+    layer: str, ir_vals: np.ndarray, ref_vals: np.ndarray, exact: bool = False
 ) -> tuple[np.ndarray, Mismatch | None]:
-    """Per-sample mismatch flags and the first mismatch (sample, element, both values)."""
+    """Per-sample mismatch flags and the first mismatch (sample, element, both values).
+
+    Float references are rounded to the nearest integer unless ``exact`` (a fixed-point
+    reference must land on the integer itself)."""
     ir_vals = ir_vals.reshape(len(ir_vals), -1)
     ref_vals = ref_vals.reshape(len(ref_vals), -1)
     if ir_vals.shape != ref_vals.shape:
         raise TaperError(
             f"layer {layer}: IR gives {ir_vals.shape[1:]}, reference {ref_vals.shape[1:]}"
         )
-    bad = ir_vals != np.round(ref_vals)
+    bad = ir_vals != (ref_vals if exact else np.round(ref_vals))
     rows = bad.any(axis=1)
     if not rows.any():
         return rows, None
@@ -327,12 +330,32 @@ def ref_rtl(m: Model, q: np.ndarray, env: dict, seed: int) -> RefResult:
     return res
 
 
+def ref_hls4ml(m: Model, d: Path, q: np.ndarray, env: dict, quiet: bool) -> RefResult:
+    """hls4ml's C-simulation (project written when missing), fed the host-quantized inputs."""
+    from compiler.backends.hls4ml import convert, csim
+
+    convert.write_project(d, quiet=quiet)  # checks hls4ml's exactness rules first
+    e = m.input_edge
+    if e.kind != "quant":
+        raise TaperError(
+            f"{m.source}: hls4ml needs the model input to go through a Quant "
+            "(hls4ml rule: quantized inputs)"
+        )
+    # The project starts at the input quantizer: its exact values pass through unchanged.
+    y = csim.run(d, (q.astype(np.float64) - e.zero_point) * e.scale)
+    res = RefResult(note="g++ C-simulation of the HLS C++")
+    rows, res.first = _compare(m.layers[-1].name, env[m.output_tensor], _output_to_int(m, y), True)
+    res.mismatches = int(rows.sum())
+    return res
+
+
 def verify(
     d: Path,
     samples: int = 1000,
     against: list[str] | None = None,
     data: str | None = None,
     seed: int = 0,
+    quiet: bool = False,
 ) -> Verification:
     d = Path(d)
     if not (d / ir.serialize.IR_JSON).is_file():
@@ -363,4 +386,6 @@ def verify(
             v.references[a] = ref_brevitas(m, x, env, info)
         elif a == "rtl":
             v.references[a] = ref_rtl(m, q, env, seed)
+        elif a == "hls4ml":
+            v.references[a] = ref_hls4ml(m, d, q, env, quiet)
     return v

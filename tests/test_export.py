@@ -31,6 +31,13 @@ VARIANTS = {
             "activations": {"policy": "uniform", "bits": 4},
         },
     },
+    "bn_fold": {
+        "arch": {"hidden": [32, 32], "batchnorm": "fold"},
+        "quant": {
+            "weights": {"policy": "explicit", "bits": [4, 1, 2]},
+            "activations": {"policy": "explicit", "bits": [3, 2]},
+        },
+    },
     "signed_acts": {
         "quant": {
             "weights": {"policy": "explicit", "bits": [2, 4, 3]},
@@ -89,7 +96,9 @@ def test_qonnx_equals_brevitas_on_256_holdout_samples(trained, name):
     assert acc == metrics["accuracy"]
 
 
-@pytest.mark.parametrize("name", ["mixed_4_3_2", "binary_mixed", "no_batchnorm", "signed_acts"])
+@pytest.mark.parametrize(
+    "name", ["mixed_4_3_2", "binary_mixed", "no_batchnorm", "bn_fold", "signed_acts"]
+)
 def test_power_of_two_scales_and_integer_biases(trained, name):
     r, d, _ = trained[name]
     m = ModelWrapper(str(d / "model.onnx"))
@@ -152,3 +161,14 @@ def test_activation_signedness(trained, name, signed):
     assert len(acts) == 2
     for n in acts:
         assert {a.name: a.i for a in n.attribute if a.type == 2}["signed"] == signed
+
+
+def test_folded_batchnorm_leaves_no_float_op_between_quantizers(trained):
+    """arch.batchnorm: fold exports only quantized layers with integer biases (hls4ml-exact)."""
+    r, d, _ = trained["bn_fold"]
+    m = ModelWrapper(str(d / "model.onnx"))
+    ops = {n.op_type for n in m.graph.node}
+    assert "BatchNormalization" not in ops
+    assert ops <= {"Quant", "BipolarQuant", "Gemm", "Relu", "Reshape"}, ops
+    gemms = [n for n in m.graph.node if n.op_type == "Gemm"]
+    assert all(len(g.input) == 3 for g in gemms)  # the folded BN shift is a quantized bias

@@ -1,5 +1,6 @@
 """Property: any Brevitas MLP taper can train (1-4 layers, random widths, per-layer bits 1-8,
-signed or unsigned activations) exports, compiles and verifies bit-exact."""
+signed or unsigned activations) exports, compiles and verifies bit-exact; trained for hls4ml
+(no float BatchNorm), it is bit-exact against hls4ml's C-simulation too."""
 
 import os
 
@@ -18,17 +19,22 @@ from compiler.sim import bitexact
 from compiler.verify import _output_to_int, make_inputs, verify
 
 EXAMPLES = int(os.environ.get("TAPER_PROPERTY_EXAMPLES", "10"))
+# each hls4ml example builds a C-simulation with g++ (~5 s)
+HLS4ML_EXAMPLES = int(os.environ.get("TAPER_HLS4ML_EXAMPLES", "3"))
+
+
+BATCHNORM = st.booleans()
 
 
 @st.composite
-def mlps(draw):
+def mlps(draw, batchnorm=BATCHNORM):
     n_layers = draw(st.integers(1, 4))
     hidden = draw(st.lists(st.integers(4, 32), min_size=n_layers - 1, max_size=n_layers - 1))
     wbits = draw(st.lists(st.integers(1, 8), min_size=n_layers, max_size=n_layers))
     abits = draw(st.lists(st.integers(1, 8), min_size=n_layers - 1, max_size=n_layers - 1))
     return {
         "name": "prop",
-        "arch": {"hidden": hidden, "batchnorm": draw(st.booleans())},
+        "arch": {"hidden": hidden, "batchnorm": draw(batchnorm)},
         "input": {"bits": draw(st.integers(2, 8))},
         "quant": {
             "weights": {"policy": "explicit", "bits": wbits},
@@ -68,3 +74,24 @@ def test_random_mlp_is_bit_exact(tmp_path_factory, spec):
     want = np.round(_output_to_int(m, predict(model, x)))
     got = bitexact.run_hardware(m, bitexact.quantize_input(m.input_edge, x))[m.output_tensor]
     np.testing.assert_array_equal(got, want.reshape(got.shape))
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=HLS4ML_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(spec=mlps(batchnorm=st.sampled_from([False, "fold"])))
+def test_random_hls4ml_mlp_is_bit_exact(tmp_path_factory, spec):
+    from compiler.backends.hls4ml import convert
+
+    d = tmp_path_factory.mktemp("prop_hls")
+    recipe = Recipe.model_validate(spec)
+    train(recipe, d, quiet=True)
+    compile_model(d / "model.onnx", d / "hw", CompileOptions(target_fps=1e6), quiet=True)
+    convert.write_project(d / "hw", quiet=True)
+    v = verify(d / "hw", samples=200, against=["qonnx", "hls4ml"], data="digits", quiet=True)
+    for ref, res in v.references.items():
+        assert res.mismatches == 0, (spec, ref, res.first)

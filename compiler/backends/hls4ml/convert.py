@@ -123,13 +123,14 @@ def prepare(model, source: str):
         g.node.remove(last)
         g.output.remove(g.output[0])
         g.output.append(vi)
-    model = biasless_gemm_to_matmul(model)
-    model = model.transform(GemmToMatMul())
-    if any(n.op_type == "Conv" for n in model.graph.node):
-        from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+    with _quiet():  # GemmToMatMul warns about opset versions it was not written for
+        model = biasless_gemm_to_matmul(model)
+        model = model.transform(GemmToMatMul())
+        if any(n.op_type == "Conv" for n in model.graph.node):
+            from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
 
-        model = model.transform(ConvertToChannelsLastAndClean())
-    return cleanup_model(model)
+            model = model.transform(ConvertToChannelsLastAndClean())
+        return cleanup_model(model)
 
 
 def quant_precision(model, q) -> str:
@@ -145,38 +146,75 @@ def quant_precision(model, q) -> str:
 
 
 def exact_accumulators(hm) -> list[str]:
-    """Widen any Dense accumulator/result type that cannot hold its exact worst case.
+    """Widen any Dense accumulator/result type that cannot hold its exact worst case, and any
+    binary-activation threshold type that cannot hold its thresholds.
 
-    Returns the names of the layers changed (hls4ml's ``auto`` precision usually gets it right;
-    this makes exactness a property of taper, not of hls4ml's inference).
+    Returns the names of the layers changed. hls4ml's ``auto`` precision usually gets it right,
+    but its binary (XNOR) path falls back to the default ``fixed<16,6>``; this makes exactness a
+    property of taper, not of hls4ml's inference.
     """
-    from hls4ml.model.types import FixedPrecisionType
-
     changed = []
     for layer in hm.get_layers():
+        if layer.class_name == "BatchNormalizationQuantizedTanh":
+            for name in ("threshold", "threshold_hi", "threshold_lo"):
+                v = layer.weights.get(name)
+                if v is not None and _widen(v.type, np.asarray(v.data, np.float64)):
+                    changed.append(layer.name)
+            continue
         if layer.class_name != "Dense":
             continue
         xp = layer.get_input_variable().type.precision
-        w = np.asarray(layer.weights["weight"].data, dtype=np.float64)
+        xf = xp.width - xp.integer
+        if _is_xnor(xp):  # hls4ml encodes a bipolar activation as one bit: 0 = -1, 1 = +1
+            xmin, xmax = -1.0, 1.0
+        else:
+            xmax = (2.0 ** (xp.width - (1 if xp.signed else 0)) - 1) * 2.0**-xf
+            xmin = -(2.0 ** (xp.width - 1)) * 2.0**-xf if xp.signed else 0.0
+        wv = layer.weights["weight"]
+        w = np.asarray(wv.data, dtype=np.float64)
+        if _is_xnor(wv.type.precision):  # likewise binary weights
+            w = 2 * w - 1
         w = w.reshape(-1, w.shape[-1]) if w.ndim > 1 else w[:, None]
         b = layer.weights.get("bias")
         bias = np.zeros(w.shape[1]) if b is None else np.asarray(b.data, np.float64).ravel()
-        xf = xp.width - xp.integer
-        xmax = (2.0 ** (xp.width - (1 if xp.signed else 0)) - 1) * 2.0**-xf
-        xmin = -(2.0 ** (xp.width - 1)) * 2.0**-xf if xp.signed else 0.0
         hi = np.maximum(w * xmax, w * xmin).sum(axis=0) + bias
         lo = np.minimum(w * xmax, w * xmin).sum(axis=0) + bias
         frac = max(xf + _frac_bits(w), _frac_bits(bias))
-        span = max(float(np.max(hi)), -float(np.min(lo)) - 2.0**-frac, 0.0)
-        integer = int(np.floor(np.log2(span))) + 2 if span > 0 else 1  # + sign bit
-        need = FixedPrecisionType(integer + frac, integer, True)
+        values = np.array([hi.max(), lo.min()]) if len(hi) else np.zeros(1)
         for t in (layer.get_attr("accum_t"), layer.get_output_variable().type):
-            p = t.precision
-            pf = p.width - p.integer
-            if not p.signed or p.integer < integer or pf < frac:
-                t.precision = need
+            if _widen(t, values, frac):
                 changed.append(layer.name)
     return sorted(set(changed))
+
+
+def _is_xnor(p) -> bool:
+    from hls4ml.model.types import XnorPrecisionType
+
+    return isinstance(p, XnorPrecisionType)
+
+
+def _widen(t, values: np.ndarray, frac: int | None = None) -> bool:
+    """Give the named type ``t`` a signed fixed-point precision that holds ``values`` exactly
+    (with at least ``frac`` fraction bits); False when it already does."""
+    import copy
+
+    p = t.precision
+    if _is_xnor(p) or not hasattr(p, "integer"):
+        return False
+    frac = max(_frac_bits(values), frac or 0)
+    hi, lo = float(np.max(values)), float(np.min(values))
+    span = max(hi + 2.0**-frac, -lo, 2.0**-frac)  # signed range: [-2**(I-1), 2**(I-1) - ulp]
+    integer = int(np.ceil(np.log2(span))) + 1
+    pf = p.width - p.integer
+    if p.signed and p.integer >= integer and pf >= frac:
+        return False
+    # A copy keeps the back end's precision class (which knows how to print itself as C++).
+    new = copy.copy(p)
+    new.signed = True
+    new.integer = max(integer, p.integer)
+    new.width = new.integer + max(frac, pf)
+    t.precision = new
+    return True
 
 
 def _frac_bits(v: np.ndarray) -> int:
@@ -198,6 +236,18 @@ def _key(reference: Path, part: str, clock_mhz: float) -> str:
         h.update(f.read_bytes())
     h.update(f"{part} {clock_mhz} {hls4ml.__version__}".encode())
     return h.hexdigest()[:20]
+
+
+def check_source(source: Path, input_type: str | None = None) -> None:
+    """The exactness rules on a QONNX file as ``taper compile`` will read it."""
+    from compiler.backends.hls4ml import rules
+    from compiler.frontend.input_type import insert_input_quant, parse_input_type
+    from compiler.frontend.load import load_qonnx
+
+    model = load_qonnx(source)
+    if input_type:
+        model = insert_input_quant(model, parse_input_type(input_type))
+    rules.check(model, str(source))
 
 
 def read_meta(d: Path) -> dict | None:
@@ -290,7 +340,33 @@ def _convert(model, out: Path, project: str, part: str, clock_mhz: float):
             clock_period=round(1000.0 / clock_mhz, 3),
             hls_config=cfg,
         )
+    fix_xnor_weights(hm, model)
     return hm, exact_accumulators(hm)
+
+
+def fix_xnor_weights(hm, model) -> list[str]:
+    """Restore the one-bit encoding (0 = -1, 1 = +1) of bipolar weights that hls4ml lost.
+
+    hls4ml 1.3.0's QuantizeDenseOutput (a binary-weight Dense after a bipolar activation)
+    re-quantizes the weights to +-1 and stores them in a one-bit unsigned type, so every
+    weight becomes 1 (tests/test_hls4ml.py fails when that is fixed upstream). The signs are
+    taken again from the QONNX weights. Returns the layers fixed.
+    """
+    fixed = []
+    for layer in hm.get_layers():
+        wv = layer.weights.get("weight") if layer.class_name == "Dense" else None
+        if wv is None or not _is_xnor(wv.type.precision):
+            continue
+        node = next((n for n in model.graph.node if f"Dense_{n.name}" == layer.name), None)
+        wq = model.find_producer(node.input[1]) if node is not None else None
+        if wq is None or wq.op_type != "BipolarQuant":
+            continue
+        w = model.get_initializer(wq.input[0])
+        want = (np.asarray(w) >= 0).astype(np.asarray(wv.data).dtype).reshape(wv.data.shape)
+        if not np.array_equal(want, wv.data):
+            wv.data = want
+            fixed.append(layer.name)
+    return fixed
 
 
 @contextlib.contextmanager
