@@ -7,6 +7,11 @@ STAMP := $(VENV)/.taper-setup
 UV_VERSION := 0.13.9
 MODEL ?= tfc_w2a2
 BUILD ?= build
+# rtl (our Verilog) or hls4ml (HLS C++ for Vitis HLS; the model must meet hls4ml's rules)
+BACKEND ?= rtl
+OUT = $(BUILD)/$(notdir $(basename $(MODEL)))/hw
+AGAINST_rtl := qonnx,finn,brevitas,rtl
+AGAINST_hls4ml := qonnx,finn,brevitas,hls4ml
 # The CPU torch wheel (torch==2.13.0+cpu) is looked up in PIP_FIND_LINKS (a local wheel
 # directory) and in any index the user configured for uv (UV_INDEX / UV_EXTRA_INDEX_URL).
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
@@ -46,17 +51,17 @@ lint: setup  ## ruff
 train: setup  ## train MODEL (recipe name) into $(BUILD)/MODEL
 	$(BIN)/taper train $(MODEL) --out $(BUILD)/$(notdir $(basename $(MODEL)))
 
-compile: setup  ## compile MODEL (recipe or .onnx) into $(BUILD)/<name>/hw
-	$(BIN)/taper compile $(MODEL) --out $(BUILD)/$(notdir $(basename $(MODEL)))/hw $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)')
+compile: setup  ## compile MODEL (recipe or .onnx) into $(BUILD)/<name>/hw [BACKEND=rtl|hls4ml]
+	$(BIN)/taper compile $(MODEL) --out $(OUT) --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)')
 
-verify: compile  ## check the IR bit for bit against qonnx, FINN (and Brevitas for recipes)
-	$(BIN)/taper verify $(BUILD)/$(notdir $(basename $(MODEL)))/hw $(if $(DATA),--data $(DATA))
+verify: compile  ## check the IR bit for bit against qonnx, FINN, Brevitas and the back end
+	$(BIN)/taper verify $(OUT) --against $(AGAINST_$(BACKEND)) $(if $(DATA),--data $(DATA))
 
 synth: compile  ## Yosys resources (LUT/FF/BRAM/DSP) of the generated RTL
-	$(BIN)/taper synth $(BUILD)/$(notdir $(basename $(MODEL)))/hw
+	$(BIN)/taper synth $(OUT)
 
-bitstream: verify synth  ## the main job: as far as the flow goes today (train, compile, verify, synth)
-	@echo "bitstreams come with Vivado/nextpnr; verified IR, RTL and resources are in $(BUILD)/$(notdir $(basename $(MODEL)))/hw"
+bitstream: verify  ## the main job, as far as this machine goes (rtl: Yosys; hls4ml: Vitis HLS if installed)
+	$(BIN)/taper bitstream $(OUT) --backend $(BACKEND)
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD) .pytest_cache

@@ -9,6 +9,11 @@ For TFC_1W1A and TFC_2W2A (../shared/zoo), on the same MNIST inputs: samples/s o
 - FINN's execution of its HW-layer graph (batch 1 only: FINN's layers reshape to one sample);
 - the roofline: numpy float64 matmuls of the same layer shapes at the batch size.
 Prints a table with the ratios. All timings in one process, one after another.
+
+Then, for the models hls4ml reproduces exactly (the recipe tfc_w2a2_hls, trained if missing,
+and qkeras_jettagging with --input-type fixed<16,6>), on the same host-quantized inputs:
+samples/s of the IR simulator and of hls4ml's g++ C-simulation (checked equal first), and the
+hls4ml compile time: project conversion + write, and the g++ build (cold, its cache empty).
 """
 
 from __future__ import annotations
@@ -79,10 +84,57 @@ def bench_model(name: str, batch: int, finn_samples: int) -> dict:
     return out
 
 
+def bench_hls4ml(name: str, source: Path, input_type: str | None, data: str, n: int) -> dict:
+    from compiler.backends.hls4ml import convert, csim
+    from compiler.frontend.compile import CompileOptions, compile_model
+    from compiler.sim import bitexact
+    from compiler.verify import _output_to_int, make_inputs
+
+    tmp = Path(tempfile.mkdtemp())
+    d = tmp / name
+    m = compile_model(source, d, CompileOptions(input_type=input_type), quiet=True)
+    t = time.perf_counter()
+    convert.write_project(d, quiet=True)
+    write_s = time.perf_counter() - t
+    t = time.perf_counter()
+    csim.library(d, cache=tmp / "cache")
+    gxx_s = time.perf_counter() - t
+    x, _ = make_inputs(m, n, data if data != "random" else None)
+    x = np.concatenate([x] * (n // len(x) + 1))[:n]
+    q = bitexact.quantize_input(m.input_edge, x).reshape(n, -1)
+    xin = (q - m.input_edge.zero_point) * m.input_edge.scale
+    got = _output_to_int(m, csim.run(d, xin, cache=tmp / "cache"))
+    want = bitexact.run_hardware(m, q)[m.output_tensor]
+    assert np.array_equal(got, want), "IR and hls4ml disagree"
+    return {
+        "model": name,
+        "ir": rate(lambda: bitexact.run_hardware(m, q), n),
+        "hls4ml": rate(lambda: csim.run(d, xin, cache=tmp / "cache"), n),
+        "write_s": write_s,
+        "gxx_s": gxx_s,
+    }
+
+
+def hls4ml_rows(n: int) -> list[dict]:
+    from compiler.qat.recipe import load_recipe
+    from compiler.qat.train import train
+
+    recipe = load_recipe("tfc_w2a2_hls")
+    out = ROOT / "build" / recipe.name
+    train(recipe, out, quiet=True)
+    return [
+        bench_hls4ml("tfc_w2a2_hls", out / "model.onnx", None, "mnist", n),
+        bench_hls4ml(
+            "qkeras_jettagging", ZOO / "qkeras_jettagging.onnx", "fixed<16,6>", "random", n
+        ),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--finn-samples", type=int, default=200)
+    ap.add_argument("--hls4ml-samples", type=int, default=2000)
     args = ap.parse_args()
     rows = [bench_model(n, args.batch, args.finn_samples) for n in ("TFC_1W1A", "TFC_2W2A")]
     print(
@@ -99,6 +151,15 @@ def main() -> None:
             f"| {r['model']} | {r['ir']:,.0f} | {r['qonnx']:,.0f} | {r['qonnx_b1']:,.0f} "
             f"| {r['finn_b1']:,.0f} | {r['roofline']:,.0f} | {r['ir'] / r['qonnx']:.1f}x "
             f"| {r['ir'] / r['finn_b1']:,.0f}x | {r['ir'] / r['roofline']:.2f}x |"
+        )
+
+    print(f"\nhls4ml C-simulation, {args.hls4ml_samples:,} samples (same inputs, checked equal)\n")
+    print("| model | IR sim samples/s | hls4ml csim samples/s | IR/hls4ml | project write | g++ |")
+    print("|---|---|---|---|---|---|")
+    for r in hls4ml_rows(args.hls4ml_samples):
+        print(
+            f"| {r['model']} | {r['ir']:,.0f} | {r['hls4ml']:,.0f} | {r['ir'] / r['hls4ml']:,.0f}x "
+            f"| {r['write_s']:.1f} s | {r['gxx_s']:.1f} s |"
         )
 
 

@@ -295,13 +295,12 @@ def test_jettagging_is_bit_exact_against_hls4ml_and_a_broken_project_is_caught(t
     assert r.returncode == 0, r.stderr
     v = _verify_json(taper, d, "--against", "hls4ml", "--samples", "1000")
     assert v["references"]["hls4ml"]["mismatches"] == 0
-    # The comparison is live: one flipped weight in the HLS C++ is found.
-    wfile = next(f for f in sorted((d / "hls4ml" / "firmware" / "weights").glob("w*.h")))
-    text = wfile.read_text()
-    body = text[text.index("{") + 1 : text.index("}")]
-    vals = body.split(",")
-    vals[0] = "0" if vals[0].strip() not in ("0", "0.0") else "0.5"
-    wfile.write_text(text.replace(body, ",".join(vals)))
+    # The comparison is live: one changed weight of the C-simulation (which reads its weights
+    # from firmware/weights/*.txt) is found.
+    wfile = sorted((d / "hls4ml" / "firmware" / "weights").glob("w*.txt"))[0]
+    vals = wfile.read_text().strip().split(",")
+    vals[0] = "0.5" if float(vals[0]) != 0.5 else "-0.5"
+    wfile.write_text(",".join(vals) + "\n")
     v = _verify_json(taper, d, "--against", "hls4ml", "--samples", "1000")
     assert v["references"]["hls4ml"]["mismatches"] > 0
     assert v["references"]["hls4ml"]["first"]["layer"]

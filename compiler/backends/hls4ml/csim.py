@@ -1,5 +1,10 @@
 """hls4ml's C-simulation: the project's HLS C++ built by g++ into a shared library (cached by
-content hash) and called through ctypes, one sample per call as the hardware streams them."""
+content hash) and called through ctypes, one sample per call as the hardware streams them.
+
+The C-simulation reads its weights at run time from ``firmware/weights/*.txt`` under the
+directory it was built in (hls4ml compiles that path in, and exits the process if a file is
+missing), so each cache entry is a complete copy of the project, built in place.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from compiler.backends.hls4ml.convert import HLS_DIR, read_meta
 from compiler.errors import TaperError
 
 DEFAULT_CACHE = Path(os.environ.get("TAPER_CACHE", Path.home() / ".cache" / "taper")) / "hls4ml"
-_SOURCES = ("*.cpp", "*.h", "*.hpp")
+_SOURCES = ("*.cpp", "*.h", "*.hpp", "*.txt")
 
 
 def _content_key(project: Path) -> str:
@@ -38,23 +43,40 @@ def library(d: Path, cache: Path = DEFAULT_CACHE) -> Path:
     if meta is None:
         raise TaperError(f"{d}: no hls4ml project (taper compile --backend hls4ml)")
     key = _content_key(project)
-    lib = Path(cache) / f"{key}.so"
-    if lib.is_file():
+    entry = Path(cache) / key
+    lib = entry / "csim.so"
+    if lib.is_file() and (entry / "firmware" / "weights").is_dir():
         return lib
+    if entry.exists():  # incomplete (weights removed): the library would exit the process
+        shutil.rmtree(entry, ignore_errors=True)
     if shutil.which("g++") is None:
         raise TaperError("g++ not found: hls4ml's C-simulation needs a C++ compiler")
-    r = subprocess.run(["bash", "build_lib.sh"], cwd=project, capture_output=True, text=True)
-    if r.returncode != 0:
-        errs = [ln for ln in (r.stdout + r.stderr).splitlines() if "error" in ln][:3]
-        raise TaperError(f"{project}: g++ failed to build the C-simulation: {' | '.join(errs)}")
-    built = sorted((project / "firmware").glob(f"{meta['project']}-*.so"), key=os.path.getmtime)
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", dir=lib.parent)
-    os.close(fd)
-    shutil.copyfile(built[-1], tmp)
-    os.replace(tmp, lib)
-    for f in built:  # the cache holds it; keep the project as hls4ml wrote it
-        f.unlink()
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
+    try:
+        shutil.copytree(project, stage, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.so"))
+        # The library reads its weights from a path compiled in: point it at the final entry.
+        weights = str(entry.resolve() / "firmware" / "weights")
+        if any(c in weights for c in '"$`\\'):
+            raise TaperError(f"{cache}: cache path must not contain quotes, $ or backslashes")
+        script = stage / "build_lib.sh"
+        text = script.read_text()
+        assert "${BASEDIR}/firmware/weights" in text, "hls4ml's build_lib.sh changed"
+        script.write_text(text.replace("${BASEDIR}/firmware/weights", weights))
+        r = subprocess.run(["bash", "build_lib.sh"], cwd=stage, capture_output=True, text=True)
+        if r.returncode != 0:
+            errs = [ln for ln in (r.stdout + r.stderr).splitlines() if "error" in ln][:3]
+            raise TaperError(f"{project}: g++ failed to build the C-simulation: {' | '.join(errs)}")
+        built = sorted((stage / "firmware").glob(f"{meta['project']}-*.so"))
+        built[-1].rename(stage / "csim.so")
+        try:
+            stage.rename(entry)
+        except OSError:  # another process built the same entry meanwhile
+            if not lib.is_file():
+                raise
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
     return lib
 
 
