@@ -146,33 +146,23 @@ def quant_precision(model, q) -> str:
 
 
 def exact_accumulators(hm) -> list[str]:
-    """Widen any Dense accumulator/result type that cannot hold its exact worst case, and any
-    binary-activation threshold type that cannot hold its thresholds.
+    """Widen any Dense accumulator/result type that cannot hold its exact worst case.
 
     Returns the names of the layers changed. hls4ml's ``auto`` precision usually gets it right,
-    but its binary (XNOR) path falls back to the default ``fixed<16,6>``; this makes exactness a
-    property of taper, not of hls4ml's inference.
+    but a binary-weight layer falls back to the default ``fixed<16,6>``; this makes exactness
+    a property of taper, not of hls4ml's inference.
     """
     changed = []
     for layer in hm.get_layers():
-        if layer.class_name == "BatchNormalizationQuantizedTanh":
-            for name in ("threshold", "threshold_hi", "threshold_lo"):
-                v = layer.weights.get(name)
-                if v is not None and _widen(v.type, np.asarray(v.data, np.float64)):
-                    changed.append(layer.name)
-            continue
         if layer.class_name != "Dense":
             continue
         xp = layer.get_input_variable().type.precision
         xf = xp.width - xp.integer
-        if _is_xnor(xp):  # hls4ml encodes a bipolar activation as one bit: 0 = -1, 1 = +1
-            xmin, xmax = -1.0, 1.0
-        else:
-            xmax = (2.0 ** (xp.width - (1 if xp.signed else 0)) - 1) * 2.0**-xf
-            xmin = -(2.0 ** (xp.width - 1)) * 2.0**-xf if xp.signed else 0.0
+        xmax = (2.0 ** (xp.width - (1 if xp.signed else 0)) - 1) * 2.0**-xf
+        xmin = -(2.0 ** (xp.width - 1)) * 2.0**-xf if xp.signed else 0.0
         wv = layer.weights["weight"]
         w = np.asarray(wv.data, dtype=np.float64)
-        if _is_xnor(wv.type.precision):  # likewise binary weights
+        if _is_xnor(wv.type.precision):  # hls4ml stores binary weights as one bit: 0 = -1
             w = 2 * w - 1
         w = w.reshape(-1, w.shape[-1]) if w.ndim > 1 else w[:, None]
         b = layer.weights.get("bias")
@@ -340,33 +330,7 @@ def _convert(model, out: Path, project: str, part: str, clock_mhz: float):
             clock_period=round(1000.0 / clock_mhz, 3),
             hls_config=cfg,
         )
-    fix_xnor_weights(hm, model)
     return hm, exact_accumulators(hm)
-
-
-def fix_xnor_weights(hm, model) -> list[str]:
-    """Restore the one-bit encoding (0 = -1, 1 = +1) of bipolar weights that hls4ml lost.
-
-    hls4ml 1.3.0's QuantizeDenseOutput (a binary-weight Dense after a bipolar activation)
-    re-quantizes the weights to +-1 and stores them in a one-bit unsigned type, so every
-    weight becomes 1 (tests/test_hls4ml.py fails when that is fixed upstream). The signs are
-    taken again from the QONNX weights. Returns the layers fixed.
-    """
-    fixed = []
-    for layer in hm.get_layers():
-        wv = layer.weights.get("weight") if layer.class_name == "Dense" else None
-        if wv is None or not _is_xnor(wv.type.precision):
-            continue
-        node = next((n for n in model.graph.node if f"Dense_{n.name}" == layer.name), None)
-        wq = model.find_producer(node.input[1]) if node is not None else None
-        if wq is None or wq.op_type != "BipolarQuant":
-            continue
-        w = model.get_initializer(wq.input[0])
-        want = (np.asarray(w) >= 0).astype(np.asarray(wv.data).dtype).reshape(wv.data.shape)
-        if not np.array_equal(want, wv.data):
-            wv.data = want
-            fixed.append(layer.name)
-    return fixed
 
 
 @contextlib.contextmanager

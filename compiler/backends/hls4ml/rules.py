@@ -72,6 +72,16 @@ def check(model, source: str) -> None:
         if op == "Quant":
             _check_quant(model, node, source)
         elif op == "BipolarQuant":
+            if _const(model, node.input[0]) is None:
+                raise RuleError(
+                    source,
+                    node,
+                    "no 1-bit activations",
+                    "a bipolar activation: hls4ml 1.3's binary-activation path "
+                    "(BatchNormalizationQuantizedTanh, XNOR Dense) is not bit-exact",
+                    "use 2 or more activation bits for hls4ml (FINN and the RTL back end "
+                    "take 1-bit activations)",
+                )
             s = _const(model, node.input[1])
             if s is None or not np.all(np.asarray(s) == 1.0):
                 raise RuleError(
