@@ -20,7 +20,7 @@ from compiler.verify import _output_to_int, make_inputs, verify
 
 EXAMPLES = int(os.environ.get("TAPER_PROPERTY_EXAMPLES", "10"))
 # each hls4ml example builds a C-simulation with g++ (~5 s)
-HLS4ML_EXAMPLES = int(os.environ.get("TAPER_HLS4ML_EXAMPLES", "3"))
+HLS4ML_EXAMPLES = int(os.environ.get("TAPER_HLS4ML_EXAMPLES", "4"))
 
 
 BATCHNORM = st.booleans()

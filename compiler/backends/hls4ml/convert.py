@@ -171,10 +171,21 @@ def exact_accumulators(hm) -> list[str]:
         lo = np.minimum(w * xmax, w * xmin).sum(axis=0) + bias
         frac = max(xf + _frac_bits(w), _frac_bits(bias))
         values = np.array([hi.max(), lo.min()]) if len(hi) else np.zeros(1)
-        for t in (layer.get_attr("accum_t"), layer.get_output_variable().type):
+        out = layer.get_output_variable().type
+        for t in (layer.get_attr("accum_t"), out):
+            # A result type that rounds or saturates is the next quantizer, fused into the
+            # layer by hls4ml: it must stay as it is.
+            if t is out and not _plain(t.precision):
+                continue
             if _widen(t, values, frac):
                 changed.append(layer.name)
     return sorted(set(changed))
+
+
+def _plain(p) -> bool:
+    """A fixed-point type that truncates and wraps: pure storage, no quantization."""
+    rnd, sat = getattr(p, "rounding_mode", None), getattr(p, "saturation_mode", None)
+    return getattr(rnd, "name", "TRN") == "TRN" and getattr(sat, "name", "WRAP") == "WRAP"
 
 
 def _is_xnor(p) -> bool:
