@@ -38,6 +38,13 @@ VARIANTS = {
             "activations": {"policy": "explicit", "bits": [3, 2]},
         },
     },
+    "quantnet": {
+        "quant": {
+            "weights": {"policy": "explicit", "bits": [1, 2, 1]},
+            "activations": {"policy": "explicit", "bits": [2, 2]},
+            "weight_quantizer": "quantnet",
+        },
+    },
     "signed_acts": {
         "quant": {
             "weights": {"policy": "explicit", "bits": [2, 4, 3]},
@@ -97,7 +104,7 @@ def test_qonnx_equals_brevitas_on_256_holdout_samples(trained, name):
 
 
 @pytest.mark.parametrize(
-    "name", ["mixed_4_3_2", "binary_mixed", "no_batchnorm", "bn_fold", "signed_acts"]
+    "name", ["mixed_4_3_2", "binary_mixed", "no_batchnorm", "bn_fold", "quantnet", "signed_acts"]
 )
 def test_power_of_two_scales_and_integer_biases(trained, name):
     r, d, _ = trained[name]
@@ -172,3 +179,27 @@ def test_folded_batchnorm_leaves_no_float_op_between_quantizers(trained):
     assert ops <= {"Quant", "BipolarQuant", "Gemm", "Relu", "Reshape"}, ops
     gemms = [n for n in m.graph.node if n.op_type == "Gemm"]
     assert all(len(g.input) == 3 for g in gemms)  # the folded BN shift is a quantized bias
+
+
+def test_quantnet_binarizer_is_annealed_to_the_exact_binary_weights(trained):
+    """Training uses tanh(beta * f(w)); at the end of the schedule it equals the deployed
+    sign(f(w)) (what eval and the export compute) up to float rounding."""
+    from compiler.qat.quantnet import QuantLinearQuantNet
+
+    r, d, _ = trained["quantnet"]
+    split = data.load(r.dataset.name, seed=r.seed, holdout=r.dataset.holdout)
+    model = build_model(r, split, r.seed)
+    model.load_state_dict(torch.load(d / CHECKPOINT, weights_only=True))
+    layers = [m for m in model.modules() if isinstance(m, QuantLinearQuantNet)]
+    assert len(layers) == 2  # the 1-bit layers only
+    for layer in layers:
+        pre = layer.pre_binary().detach()
+        hard = torch.where(pre >= 0, 1.0, -1.0)
+        layer.anneal(0.0)
+        assert float(layer.beta) == 1.0
+        assert (torch.tanh(layer.beta * pre) - hard).abs().max() > 0.01
+        layer.anneal(1.0)
+        soft = torch.tanh(layer.beta * pre)
+        # all but weights within 1/BETA_MAX-ish of the decision boundary are +-1 exactly
+        assert ((soft - hard).abs() < 1e-3).float().mean() > 0.9
+        np.testing.assert_array_equal(layer.to_plain().quant_weight().value.detach(), hard)

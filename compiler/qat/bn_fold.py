@@ -80,12 +80,13 @@ class QuantLinearBNFold(QuantLinear):
 
 
 def for_export(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every folded layer replaced by its plain equivalent."""
-    if not any(isinstance(m, QuantLinearBNFold) for m in model.modules()):
+    """A copy of ``model`` with every training-only layer (folded BN, QuantNet binarizer)
+    replaced by the plain ``QuantLinear`` its ``to_plain()`` gives, which computes the same."""
+    if not any(hasattr(m, "to_plain") for m in model.modules()):
         return model
     model = copy.deepcopy(model)
     for parent in list(model.modules()):
         for name, child in parent.named_children():
-            if isinstance(child, QuantLinearBNFold):
+            if hasattr(child, "to_plain"):
                 setattr(parent, name, child.to_plain())
     return model

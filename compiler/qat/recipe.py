@@ -50,6 +50,9 @@ class Quant(_Strict):
     # Activations of 2+ bits: unsigned after a ReLU (default) or signed (FINN's TFC style).
     act_signed: bool = False
     bias_bits: Annotated[int, Field(ge=8, le=32)] = 16
+    # How 1-bit weight layers learn: straight-through estimator, or QuantNet's
+    # differentiable binarizer (compiler/qat/quantnet.py).
+    weight_quantizer: Literal["ste", "quantnet"] = "ste"
 
 
 class Dataset(_Strict):
@@ -90,6 +93,10 @@ class Recipe(_Strict):
         # Resolve once here so a wrong-length explicit list is a validation error.
         self.weight_bits  # noqa: B018
         self.act_bits  # noqa: B018
+        if self.quant.weight_quantizer == "quantnet" and self.arch.batchnorm == "fold":
+            raise ValueError(
+                "quant.weight_quantizer: quantnet does not combine with batchnorm fold"
+            )
         return self
 
     @property

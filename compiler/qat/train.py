@@ -81,12 +81,15 @@ def fit(recipe: Recipe, model: nn.Module, data: Split, epochs: int, seed: int, p
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
     loss_fn = nn.CrossEntropyLoss()
     x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    annealed = [m for m in model.modules() if hasattr(m, "anneal")]  # QuantNet binarizers
     for epoch in range(epochs):
         model.train()
         order = torch.from_numpy(rng.permutation(len(x_all)))
         total = 0.0
         for s in range(steps):
             idx = order[s * cfg.batch_size : (s + 1) * cfg.batch_size]
+            for m in annealed:
+                m.anneal((epoch * steps + s) / max(epochs * steps - 1, 1))
             opt.zero_grad()
             loss = loss_fn(model(x_all[idx]), y_all[idx])
             loss.backward()

@@ -17,6 +17,7 @@ from torch import nn
 
 from compiler.qat.bn_fold import QuantLinearBNFold
 from compiler.qat.quantizers import act_quant, input_quant, weight_quant
+from compiler.qat.quantnet import QuantLinearQuantNet
 from compiler.qat.recipe import Recipe
 
 
@@ -33,7 +34,9 @@ class FC(nn.Module):
         widths = [in_features, *recipe.arch.hidden]
         for i, (wb, ab) in enumerate(zip(recipe.weight_bits, recipe.act_bits, strict=False)):
             bn = recipe.arch.batchnorm
-            if bn == "fold":
+            if wb == 1 and recipe.quant.weight_quantizer == "quantnet":
+                layers.append(QuantLinearQuantNet(widths[i], widths[i + 1], not bn, bias_quant))
+            elif bn == "fold":
                 layers.append(
                     QuantLinearBNFold(
                         widths[i], widths[i + 1], weight_quant(wb, scaling), bias_quant
@@ -58,15 +61,18 @@ class FC(nn.Module):
                 layers.append(QuantIdentity(act_quant=q, return_quant_tensor=True))
             else:
                 layers.append(QuantReLU(act_quant=act_quant(ab, scaling), return_quant_tensor=True))
-        layers.append(
-            QuantLinear(
-                widths[-1],
-                n_classes,
-                bias=True,
-                weight_quant=weight_quant(recipe.weight_bits[-1], scaling),
-                bias_quant=bias_quant,
+        if recipe.weight_bits[-1] == 1 and recipe.quant.weight_quantizer == "quantnet":
+            layers.append(QuantLinearQuantNet(widths[-1], n_classes, True, bias_quant))
+        else:
+            layers.append(
+                QuantLinear(
+                    widths[-1],
+                    n_classes,
+                    bias=True,
+                    weight_quant=weight_quant(recipe.weight_bits[-1], scaling),
+                    bias_quant=bias_quant,
+                )
             )
-        )
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
