@@ -275,6 +275,70 @@ def synth(build_dir: Path, as_json: bool) -> None:
     check_fits(r)
 
 
+_study_opts = [
+    click.option(
+        "--trials", type=click.IntRange(min=1), default=20, show_default=True, help="Trials."
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Local worker processes sharing the study.",
+    ),
+    click.option(
+        "--storage",
+        help="Optuna storage URL shared by workers on many machines (a relational database, "
+        "e.g. postgresql://... or sqlite:///path); default: OUT/optuna.db (resumable).",
+    ),
+    click.option("--seed", type=int, help="Override the recipe's seed."),
+    click.option("-q", "--quiet", is_flag=True),
+]
+
+
+@cli.command()
+@click.argument("model")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output dir."
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0.0, max=1.0),
+    default=0.01,
+    show_default=True,
+    help="Largest allowed validation accuracy loss (fraction: 0.01 = 1 point).",
+)
+@click.option("--finetune-epochs", type=click.IntRange(min=1), help="Default: epochs/4.")
+@_with(_study_opts)
+def prune(model, out, max_accuracy_drop, finetune_epochs, trials, workers, storage, seed, quiet):
+    """Prune the hidden neurons of MODEL (a recipe) with per-layer ratios found by Bayesian
+    optimisation under an accuracy constraint.
+
+    \b
+    Trains MODEL into OUT/base (reused), then runs the study (OUT/optuna.db unless
+    --storage), and writes OUT/recipe.yaml (the pruned recipe), checkpoint.pt, metrics.json
+    and model.onnx; `taper verify OUT/model.onnx` compiles and checks it.
+    """
+    from compiler.qat.recipe import load_recipe, recipe_path
+
+    recipe = load_recipe(model)
+    from compiler.qat.prune import prune as run
+
+    path = recipe_path(model)
+    run(
+        recipe,
+        str(path) if path.parent != recipe_path(recipe.name).parent else recipe.name,
+        out,
+        max_accuracy_drop,
+        trials,
+        workers,
+        storage,
+        seed,
+        finetune_epochs,
+        quiet,
+    )
+
+
 @cli.command()
 @click.argument("target")
 @click.option(
