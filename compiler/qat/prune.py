@@ -159,7 +159,6 @@ def _train_base(recipe: Recipe, fit_part: Split, seed: int, d: Path, quiet: bool
     return model
 
 
-
 def _context(recipe_path: str, base_dir: str, seed: int):
     from compiler.qat.recipe import load_recipe
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,8 +67,13 @@ def _worker(
     study = open_study(name, url, directions, seed, constrained)
     if _finished(study) >= n:
         return
+
+    def run_one(trial):
+        trial.set_user_attr("worker_pid", os.getpid())
+        return objective(trial, **args)
+
     study.optimize(
-        lambda t: objective(t, **args),
+        run_one,
         callbacks=[
             MaxTrialsCallback(n, states=(TrialState.COMPLETE, TrialState.PRUNED)),
             *callbacks,
