@@ -340,6 +340,39 @@ def prune(model, out, max_accuracy_drop, finetune_epochs, trials, workers, stora
 
 
 @cli.command()
+@click.argument("model")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output dir."
+)
+@click.option(
+    "--budget",
+    required=True,
+    help="KIND=VALUE: weight_bits=N (weight memory) or lut=N (FINN's LUT estimate).",
+)
+@_with(_study_opts)
+def search(model, out, budget, trials, workers, storage, seed, quiet):
+    """Choose per-layer bitwidths of MODEL (a recipe) under a hardware budget.
+
+    \b
+    Sensitivity (loss perturbation per layer) + exact allocation by dynamic programming, and
+    multi-objective Bayesian optimisation (OUT/optuna.db unless --storage); the best within
+    the budget is retrained and written as OUT/recipe.yaml, checkpoint.pt, metrics.json and
+    model.onnx, with OUT/pareto.png (accuracy against the budget, uniform and progressive
+    bitwidths at the same budget beside it).
+    """
+    from compiler.qat.recipe import load_recipe, recipe_path
+    from compiler.qat.search import parse_budget
+
+    kind, value = parse_budget(budget)
+    recipe = load_recipe(model)
+    from compiler.qat.search import search as run
+
+    path = recipe_path(model)
+    ref = str(path.resolve()) if path.parent != recipe_path(recipe.name).parent else recipe.name
+    run(recipe, ref, out, kind, value, trials, workers, storage, seed, quiet)
+
+
+@cli.command()
 @click.argument("target")
 @click.option(
     "--backend",

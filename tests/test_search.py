@@ -1,0 +1,64 @@
+"""taper search: exact allocation, budgets, and the whole search on a small model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from compiler.errors import TaperError
+from compiler.qat import search as S
+from compiler.qat.recipe import Recipe
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_allocation_is_exact(seed):
+    """Dynamic programming finds what brute force over every allocation finds."""
+    rng = np.random.default_rng(seed)
+    n_layers, n_cands = rng.integers(1, 5), rng.integers(1, 5)
+    sens = rng.random((n_layers, n_cands)).round(3)
+    costs = rng.integers(1, 20, size=(n_layers, n_cands)).astype(float)
+    budget = float(rng.integers(1, 20 * n_layers))
+    best = None
+    for choice in itertools.product(range(n_cands), repeat=n_layers):
+        c = sum(costs[i, k] for i, k in enumerate(choice))
+        s = sum(sens[i, k] for i, k in enumerate(choice))
+        if c <= budget and (best is None or s < best[0] - 1e-12):
+            best = (s, choice)
+    got = S.allocate(sens, costs, budget)
+    if best is None:
+        assert got is None
+    else:
+        s = sum(sens[i, k] for i, k in enumerate(got))
+        assert sum(costs[i, k] for i, k in enumerate(got)) <= budget
+        assert s == pytest.approx(best[0])
+
+
+@pytest.mark.parametrize("text", ["weight_bits", "lut=-3", "flops=10", "weight_bits=x"])
+def test_bad_budget(text):
+    with pytest.raises(TaperError, match="--budget"):
+        S.parse_budget(text)
+
+
+@pytest.mark.slow
+def test_search_writes_a_recipe_within_budget_and_its_pareto_plot(tmp_path, taper):
+    out = tmp_path / "s"
+    r = taper("search", "digits_mlp", "--out", out, "--budget", "weight_bits=12000",
+              "--trials", "6", "-q")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    recipe = Recipe.model_validate(yaml.safe_load((out / "recipe.yaml").read_text()))
+    assert recipe.weight_bits == m["bits"]
+    widths = [64, 32, 32, 10]
+    assert sum(widths[i] * widths[i + 1] * b for i, b in enumerate(m["bits"])) == m["cost"]
+    assert m["cost"] <= 12000
+    assert set(m["baselines"]) == {"uniform", "progressive"}
+    assert m["baselines"]["uniform"]["bits"] == [3, 3, 3]  # 4 bits would be 13,568
+    assert len(m["trials"]) >= 6
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    v = taper("verify", out / "model.onnx", "--data", "digits", "--json")
+    assert v.returncode == 0, v.stderr
+    assert json.loads(v.stdout)["references"]["qonnx"]["mismatches"] == 0
