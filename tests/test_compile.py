@@ -58,6 +58,8 @@ RECIPES = [
     "digits_mlp",
     "tfc_w1a1",
     "tfc_w1a2",
+    "tfc_w1a2_quantnet",
+    "tfc_w2a2_hls",
     "tfc_w2a2",
     "tfc_mixed_progressive",
     "sfc_w2a2",
