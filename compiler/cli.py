@@ -275,6 +275,12 @@ def synth(build_dir: Path, as_json: bool) -> None:
     check_fits(r)
 
 
+def _recipe_ref(model: str, recipe_path) -> str:
+    """How study workers (other processes) find the recipe: its name, or its file's path."""
+    p = recipe_path(model)
+    return str(p.resolve()) if Path(model).suffix in (".yaml", ".yml") else model
+
+
 _study_opts = [
     click.option(
         "--trials", type=click.IntRange(min=1), default=20, show_default=True, help="Trials."
@@ -324,10 +330,9 @@ def prune(model, out, max_accuracy_drop, finetune_epochs, trials, workers, stora
     recipe = load_recipe(model)
     from compiler.qat.prune import prune as run
 
-    path = recipe_path(model)
     run(
         recipe,
-        str(path) if path.parent != recipe_path(recipe.name).parent else recipe.name,
+        _recipe_ref(model, recipe_path),
         out,
         max_accuracy_drop,
         trials,
@@ -367,9 +372,18 @@ def search(model, out, budget, trials, workers, storage, seed, quiet):
     recipe = load_recipe(model)
     from compiler.qat.search import search as run
 
-    path = recipe_path(model)
-    ref = str(path.resolve()) if path.parent != recipe_path(recipe.name).parent else recipe.name
-    run(recipe, ref, out, kind, value, trials, workers, storage, seed, quiet)
+    run(
+        recipe,
+        _recipe_ref(model, recipe_path),
+        out,
+        kind,
+        value,
+        trials,
+        workers,
+        storage,
+        seed,
+        quiet,
+    )
 
 
 @cli.command()

@@ -211,6 +211,8 @@ def prune(
         raise TaperError(f"{recipe.name}: pruning needs hidden layers (arch.hidden)")
     seed = recipe.seed if seed is None else seed
     out = Path(out)
+    if storage:
+        S.check_storage(storage)
     out.mkdir(parents=True, exist_ok=True)
     base_dir = out / "base"
     data = load(recipe.dataset.name, seed=seed, holdout=recipe.dataset.holdout)

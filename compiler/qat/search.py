@@ -222,6 +222,8 @@ def search(
 
     seed = recipe.seed if seed is None else seed
     out = Path(out)
+    if storage:
+        S.check_storage(storage)
     out.mkdir(parents=True, exist_ok=True)
     data = load(recipe.dataset.name, seed=seed, holdout=recipe.dataset.holdout)
     n = recipe.n_layers

@@ -24,25 +24,37 @@ def storage_url(out: Path, storage: str | None) -> str:
 
 
 def _storage(url: str):
+    import warnings
+
     import optuna
+
+    # heartbeats (and constraints) are marked experimental; a build log wants no warning
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     # A heartbeat lets a resumed run fail trials a killed worker left running.
     return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
 
 
-def open_study(name: str, url: str, directions: list[str], seed: int, constrained: bool):
-    import warnings
+def check_storage(url: str):
+    """Open the storage (before any work, so a bad --storage fails first)."""
+    try:
+        return _storage(url)
+    except Exception as e:  # SQLAlchemy raises many kinds on a bad URL or unreachable server
+        from compiler.errors import TaperError
 
+        raise TaperError(f"--storage {url}: cannot open ({type(e).__name__}: {e})") from None
+
+
+def open_study(name: str, url: str, directions: list[str], seed: int, constrained: bool):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # constraints_func and heartbeats are marked experimental; a build log wants no warning
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # Constraints are set per trial (trial.set_constraint); the sampler reads them.
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
+    storage = check_storage(url)
     return optuna.create_study(
         study_name=name,
-        storage=_storage(url),
+        storage=storage,
         directions=directions,
         sampler=sampler,
         load_if_exists=True,
