@@ -21,7 +21,7 @@ def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> 
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
-    from compiler.qat.bn_fold import for_export
+    from compiler.qat.linear import for_export
 
     # The exporter warns about torchvision ops this project never uses.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)

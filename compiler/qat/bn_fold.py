@@ -7,19 +7,19 @@ Integer-Arithmetic-Only Inference") trains with BN's statistics while the export
 only quantized weights and an integer bias: no float arithmetic between quantizers.
 
 Training folds with the batch statistics (a float pass computes them), evaluation with the
-running ones; :func:`for_export` swaps each folded layer for a plain ``QuantLinear`` holding
+running ones; :func:`compiler.qat.linear.for_export` swaps each folded layer for a plain ``QuantLinear`` holding
 the folded weights, which computes exactly what the folded layer computes in eval mode.
 """
 
 from __future__ import annotations
-
-import copy
 
 import torch
 import torch.nn.functional as F
 from brevitas.nn import QuantLinear
 from brevitas.quant_tensor import QuantTensor
 from torch import nn
+
+from compiler.qat.linear import quant_linear
 
 
 class QuantLinearBNFold(QuantLinear):
@@ -55,10 +55,7 @@ class QuantLinearBNFold(QuantLinear):
         quant_input = self.input_quant(inp)
         x = quant_input.value if isinstance(quant_input, QuantTensor) else quant_input
         w, b = self.folded(x)
-        quant_weight = self.weight_quant(w)
-        quant_bias = self.bias_quant(b, quant_input, quant_weight)
-        out = self.inner_forward_impl(quant_input, quant_weight, quant_bias)
-        return self.pack_output(self.output_quant(out))
+        return quant_linear(self, quant_input, w, b)
 
     def to_plain(self) -> QuantLinear:
         """A plain ``QuantLinear`` with the eval-mode folded weights and bias."""
@@ -77,16 +74,3 @@ class QuantLinearBNFold(QuantLinear):
             plain.bias.copy_(b)
         self.train(was_training)
         return plain.eval()
-
-
-def for_export(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every training-only layer (folded BN, QuantNet binarizer)
-    replaced by the plain ``QuantLinear`` its ``to_plain()`` gives, which computes the same."""
-    if not any(hasattr(m, "to_plain") for m in model.modules()):
-        return model
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in parent.named_children():
-            if hasattr(child, "to_plain"):
-                setattr(parent, name, child.to_plain())
-    return model

@@ -16,6 +16,7 @@ from brevitas.nn import QuantLinear
 from brevitas.quant_tensor import QuantTensor
 from torch import nn
 
+from compiler.qat.linear import quant_linear
 from compiler.qat.quantizers import weight_quant
 
 BETA_MAX = 200.0
@@ -67,13 +68,7 @@ class QuantLinearQuantNet(QuantLinear):
 
     def _forward_hard(self, inp):
         inp = self.unpack_input(inp)
-        quant_input = self.input_quant(inp)
-        quant_weight = self.weight_quant(self.pre_binary())
-        quant_bias = None
-        if self.bias is not None:
-            quant_bias = self.bias_quant(self.bias, quant_input, quant_weight)
-        out = self.inner_forward_impl(quant_input, quant_weight, quant_bias)
-        return self.pack_output(self.output_quant(out))
+        return quant_linear(self, self.input_quant(inp), self.pre_binary(), self.bias)
 
     def to_plain(self) -> QuantLinear:
         """A plain bipolar ``QuantLinear`` whose weights binarize exactly as this layer's do."""
