@@ -74,8 +74,19 @@ def weight_bits_cost(recipe: Recipe, data: Split, bits: list[int]) -> float:
     return float(sum(widths[i] * widths[i + 1] * b for i, b in enumerate(bits)))
 
 
+_LUTS: dict[tuple, list[float]] = {}  # (recipe digest, bits) -> per-layer LUTs: one compile each
+
+
 def lut_cost(recipe: Recipe, data: Split, bits: list[int], per_layer: bool = False):
     """FINN's LUT estimate of the compiled (untrained) model with these bits."""
+    key = (recipe.digest(), tuple(bits))
+    if key not in _LUTS:
+        _LUTS[key] = _compiled_luts(recipe, data, bits)
+    luts = _LUTS[key]
+    return list(luts) if per_layer else float(sum(luts))
+
+
+def _compiled_luts(recipe: Recipe, data: Split, bits: list[int]) -> list[float]:
     from compiler.frontend.compile import CompileOptions, compile_model
     from compiler.frontend.export import export_qonnx
 
@@ -93,8 +104,7 @@ def lut_cost(recipe: Recipe, data: Split, bits: list[int], per_layer: bool = Fal
             ),
             quiet=True,
         )
-    luts = [float(m.estimates[layer.name]["LUT"]) for layer in m.layers]
-    return luts if per_layer else float(sum(luts))
+    return [float(m.estimates[layer.name]["LUT"]) for layer in m.layers]
 
 
 def cost(kind: str, recipe: Recipe, data: Split, bits: list[int]) -> float:

@@ -13,7 +13,6 @@ import importlib
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 DB = "optuna.db"
@@ -166,7 +165,7 @@ class _progress:
             self.bar.stop()
 
 
-def best_feasible(study, key: Callable | None = None):
+def best_feasible(study):
     """The best complete trial whose constraint holds (single objective), or None."""
     from optuna.trial import TrialState
 
@@ -177,4 +176,4 @@ def best_feasible(study, key: Callable | None = None):
     ]
     if not ok:
         return None
-    return min(ok, key=key or (lambda t: t.value))
+    return min(ok, key=lambda t: t.value)
