@@ -27,7 +27,7 @@ def compiled(onnx: Path, fps: float) -> tuple[int, float]:
 
 
 def main() -> None:
-    from compiler.frontend.export import export_qonnx
+    from compiler.qat.export import export_qonnx
     from compiler.qat.prune import _context, prune
     from compiler.qat.recipe import load_recipe
 

@@ -157,6 +157,15 @@ def with_batch(model, n: int):
     return m
 
 
+def default_opset(model) -> int:
+    """The ONNX (default-domain) opset: Brevitas exports list the qonnx domain first, and
+    onnxruntime asked for Gemm at the qonnx domain's version 2 fails."""
+    for o in model.model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 11
+
+
 def _execute(model, x: np.ndarray, names: list[str], chunk: int = 500) -> dict[str, np.ndarray]:
     """qonnx's node-by-node execution of ``model`` in float64 on ``x`` in batches; returns
     ``names`` per sample.
@@ -170,6 +179,7 @@ def _execute(model, x: np.ndarray, names: list[str], chunk: int = 500) -> dict[s
     from qonnx.core.onnx_exec import execute_node
 
     model = as_float64(model)
+    opset = default_opset(model)
     x = x.astype(np.float64)
     got: dict[str, list] = {t: [] for t in names}
     batched: dict[int, object] = {}
@@ -182,7 +192,7 @@ def _execute(model, x: np.ndarray, names: list[str], chunk: int = 500) -> dict[s
         ctx = mb.make_empty_exec_context()
         ctx[g.input[0].name] = xb
         for node in g.node:
-            execute_node(node, ctx, g, mb.model.opset_import[0].version)
+            execute_node(node, ctx, g, opset)
             if node.domain not in ("", "ai.onnx"):
                 for o in node.output:
                     ctx[o] = np.asarray(ctx[o], dtype=np.float64)

@@ -1,1 +1,1 @@
-"""Model recipes (``*.yaml``) and the Brevitas network definitions (``arch/``)."""
+"""Model recipes (``*.yaml``), shipped as package data."""

@@ -204,7 +204,7 @@ def prune(
     quiet: bool = False,
 ) -> dict:
     """Prune ``recipe``'s trained model into ``out``; returns the result's metrics."""
-    from compiler.frontend.export import export_qonnx
+    from compiler.qat.export import export_qonnx
     from compiler.qat import study as S
 
     if recipe.arch.type != "fc" or not recipe.arch.hidden:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from compiler.errors import TaperError
 from compiler.qat.policies import Policy
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "models"
+RECIPE_DIR = Path(str(files("models")))
 MAX_INPUT_BITS = 16
 
 

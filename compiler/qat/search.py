@@ -88,7 +88,7 @@ def lut_cost(recipe: Recipe, data: Split, bits: list[int], per_layer: bool = Fal
 
 def _compiled_luts(recipe: Recipe, data: Split, bits: list[int]) -> list[float]:
     from compiler.frontend.compile import CompileOptions, compile_model
-    from compiler.frontend.export import export_qonnx
+    from compiler.qat.export import export_qonnx
 
     r = with_bits(recipe, bits)
     model = build_model(r, data, 0)
@@ -227,7 +227,7 @@ def search(
     seed: int | None = None,
     quiet: bool = False,
 ) -> dict:
-    from compiler.frontend.export import export_qonnx
+    from compiler.qat.export import export_qonnx
     from compiler.qat import study as S
 
     seed = recipe.seed if seed is None else seed

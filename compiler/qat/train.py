@@ -35,7 +35,7 @@ class TrainSettings:
 
 
 def build_model(recipe: Recipe, data: Split, seed: int) -> nn.Module:
-    from models.arch import build
+    from compiler.qat.arch import build
 
     torch.manual_seed(seed)
     return build(recipe, data.input_shape, data.n_classes)
@@ -164,7 +164,7 @@ def train(
         atomic_write(out / CHECKPOINT, lambda p: torch.save(model.state_dict(), p))
     if reuse and (out / QONNX).is_file():
         return metrics
-    from compiler.frontend.export import export_qonnx
+    from compiler.qat.export import export_qonnx
 
     export_qonnx(model, data.input_shape, out / QONNX)
     # metrics.json last: its presence with a matching key marks a complete build.

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from compiler.errors import TaperError
 from compiler.ir.model import Layer, MatVec, Model, Thresholding
 from compiler.ir.types import IntType
 
-LIBRARY = Path(__file__).resolve().parents[3] / "hw" / "rtl"
+LIBRARY = Path(str(files("compiler.hw"))) / "rtl"
 LIBRARY_FILES = ("taper_fifo.sv", "taper_dwc.sv", "taper_mvu.sv", "taper_thresholding.sv")
 MAX_IN_BITS = 16
 MAX_W_BITS = 8

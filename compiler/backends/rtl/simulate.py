@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from compiler.errors import TaperError
 from compiler.ir.model import Model
 from compiler.tools import tool
 
-TESTBENCH = Path(__file__).resolve().parents[3] / "hw" / "tb" / "taper_tb.cpp"
+TESTBENCH = Path(str(files("compiler.hw"))) / "tb" / "taper_tb.cpp"
 VERILATOR_FLAGS = [
     "--cc", "--exe", "--build", "-j", "2", "-O3", "--x-assign", "fast", "--x-initial", "fast",
     "-Wno-fatal", "-Wno-lint", "-Wno-style", "-CFLAGS", "-I..",

@@ -10,7 +10,7 @@ from compiler.qat.recipe import Recipe
 def build(recipe: Recipe, input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     """The Brevitas QAT network a recipe describes, for inputs of ``input_shape`` (C, H, W)."""
     if recipe.arch.type == "fc":
-        from models.arch.fc import FC
+        from compiler.qat.arch.fc import FC
 
         return FC(recipe, input_shape, n_classes)
     raise ValueError(f"unknown architecture {recipe.arch.type!r}")

@@ -1,0 +1,1 @@
+"""References a build is verified against, behind one interface."""

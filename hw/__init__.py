@@ -1,0 +1,1 @@
+"""Hardware sources that are not Python (Verilog library, testbench), shipped as package data."""
