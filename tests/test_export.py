@@ -8,8 +8,8 @@ import torch
 import yaml
 from qonnx.core.modelwrapper import ModelWrapper
 
-from compiler.qat.export import execute_qonnx
 from compiler.qat import data
+from compiler.qat.export import execute_qonnx
 from compiler.qat.recipe import RECIPE_DIR, Recipe
 from compiler.qat.train import CHECKPOINT, build_model, predict, train
 

@@ -204,8 +204,8 @@ def prune(
     quiet: bool = False,
 ) -> dict:
     """Prune ``recipe``'s trained model into ``out``; returns the result's metrics."""
-    from compiler.qat.export import export_qonnx
     from compiler.qat import study as S
+    from compiler.qat.export import export_qonnx
 
     if recipe.arch.type != "fc" or not recipe.arch.hidden:
         raise TaperError(f"{recipe.name}: pruning needs hidden layers (arch.hidden)")

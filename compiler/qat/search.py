@@ -227,8 +227,8 @@ def search(
     seed: int | None = None,
     quiet: bool = False,
 ) -> dict:
-    from compiler.qat.export import export_qonnx
     from compiler.qat import study as S
+    from compiler.qat.export import export_qonnx
 
     seed = recipe.seed if seed is None else seed
     out = Path(out)
