@@ -9,15 +9,14 @@ MODEL ?= tfc_w2a2
 BUILD ?= build
 # rtl (our Verilog) or hls4ml (HLS C++ for Vitis HLS; the model must meet hls4ml's rules)
 BACKEND ?= rtl
-OUT = $(BUILD)/$(notdir $(basename $(MODEL)))/hw
-AGAINST_rtl := qonnx,finn,brevitas,rtl
-AGAINST_hls4ml := qonnx,finn,brevitas,hls4ml
+# one build directory per model: every step of the flow writes its artifacts there
+OUT = $(BUILD)/$(notdir $(basename $(MODEL)))
 # The CPU torch wheel (torch==2.13.0+cpu) is looked up in PIP_FIND_LINKS (a local wheel
 # directory) and in any index the user configured for uv (UV_INDEX / UV_EXTRA_INDEX_URL).
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),)
 export XDG_CACHE_HOME ?= $(CURDIR)/.cache
 
-.PHONY: setup test test-fast lint train compile verify synth lock bitstream clean help
+.PHONY: setup test test-fast lint build status train compile verify synth lock bitstream clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -48,20 +47,26 @@ lint: setup  ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-train: setup  ## train MODEL (recipe name) into $(BUILD)/MODEL
-	$(BIN)/taper train $(MODEL) --out $(BUILD)/$(notdir $(basename $(MODEL)))
+build: setup  ## run the whole flow on MODEL into $(BUILD)/<name> (resumes; see `taper status`)
+	$(BIN)/taper build $(MODEL) --out $(OUT) --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
 
-compile: setup  ## compile MODEL (recipe or .onnx) into $(BUILD)/<name>/hw [BACKEND=rtl|hls4ml]
+status: setup  ## each step of $(BUILD)/<name>: current, stale (why), missing, waiting
+	$(BIN)/taper status $(OUT)
+
+train: setup  ## train MODEL (recipe name) into $(BUILD)/MODEL
+	$(BIN)/taper train $(MODEL) --out $(OUT)
+
+compile: setup  ## compile MODEL (recipe or .onnx) into $(BUILD)/<name> [BACKEND=rtl|hls4ml]
 	$(BIN)/taper compile $(MODEL) --out $(OUT) --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)')
 
-verify: compile  ## check the IR bit for bit against qonnx, FINN, Brevitas and the back end
-	$(BIN)/taper verify $(OUT) --against $(AGAINST_$(BACKEND)) $(if $(DATA),--data $(DATA))
+verify: setup  ## build up to verification: the IR bit for bit against qonnx, FINN, Brevitas and the back end
+	$(BIN)/taper build $(MODEL) --out $(OUT) --until verify --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
 
-synth: compile  ## Yosys resources (LUT/FF/BRAM/DSP) of the generated RTL
-	$(BIN)/taper synth $(OUT)
+synth: setup  ## build up to Yosys resources (LUT/FF/BRAM/DSP) of the generated RTL
+	$(BIN)/taper build $(MODEL) --out $(OUT) --until synth $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
 
-bitstream: verify  ## the main job, as far as this machine goes (rtl: Yosys; hls4ml: Vitis HLS if installed)
-	$(BIN)/taper bitstream $(OUT) --backend $(BACKEND)
+bitstream: setup  ## the main job: the whole flow, as far as this machine goes
+	$(BIN)/taper build $(MODEL) --out $(OUT) --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD) .pytest_cache

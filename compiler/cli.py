@@ -10,8 +10,6 @@ import click
 
 from compiler.errors import TaperError
 
-BUILD = Path("build")
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="taper")
@@ -24,76 +22,23 @@ def cli() -> None:
     """
 
 
-@cli.command()
-@click.argument("model")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Build directory for checkpoint.pt, metrics.json and model.onnx.",
-)
-@click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epochs.")
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Directory with MNIST idx files or CIFAR-10 python batches.",
-)
-@click.option("--seed", type=int, help="Override the recipe's seed (init, shuffling, split).")
-@click.option("--force", is_flag=True, help="Retrain even if a matching checkpoint exists.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
-def train(model: str, out: Path, epochs, data_dir, seed, force: bool, quiet: bool) -> None:
-    """Quantization-aware training of MODEL (a recipe name or .yaml), then QONNX export.
+# ---------------------------------------------------------------------------- options
 
-    Writes OUT/checkpoint.pt (weights only), OUT/metrics.json (holdout accuracy, per-layer
-    bits, weight memory) and OUT/model.onnx (QONNX). Re-running with the same settings reuses
-    the checkpoint.
-    """
-    from compiler.qat.recipe import load_recipe
+_FLOAT = click.FLOAT  # finiteness and ranges are checked by the flow, with one-line errors
 
-    recipe = load_recipe(model)  # before the heavy imports: bad input fails fast
-    from compiler.qat.train import train as run
-
-    run(recipe, out, epochs=epochs, seed=seed, data_dir=data_dir, force=force, quiet=quiet)
-
-
-def _resolve_model(model: str, quiet: bool = False) -> tuple[Path, str | None]:
-    """A QONNX file, or a recipe name whose ``build/<name>/model.onnx`` is trained if missing."""
-    p = Path(model)
-    if p.suffix == ".onnx":
-        if not p.is_file():
-            raise TaperError(f"{p}: file not found")
-        return p, None
-    from compiler.qat.recipe import load_recipe
-
-    recipe = load_recipe(model)
-    onnx_path = BUILD / recipe.name / "model.onnx"
-    if not onnx_path.is_file():
-        from compiler.qat.train import train as run_train
-
-        run_train(recipe, onnx_path.parent, quiet=quiet)
-    return onnx_path, recipe.name
-
-
-def _compile_options(recipe_name, board, clock_mhz, target_fps, folding, input_type):
-    from compiler.frontend.compile import CompileOptions
-
-    if recipe_name:
-        from compiler.qat.recipe import load_recipe
-
-        t = load_recipe(recipe_name).target
-        board = board or t.board
-        clock_mhz = clock_mhz or t.clock_mhz
-        if target_fps is None and folding is None:
-            target_fps = t.fps
-    return CompileOptions(
-        board=board or "pynq-z2",
-        clock_mhz=clock_mhz or 100.0,
-        target_fps=target_fps,
-        folding=str(folding) if folding else None,
-        input_type=input_type,
-        recipe=recipe_name,
-    )
-
+_train_opts = [
+    click.option("--epochs", type=click.IntRange(1, 100_000), help="Override the recipe's epochs."),
+    click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        help="Directory with MNIST idx files or CIFAR-10 python batches.",
+    ),
+    click.option(
+        "--seed",
+        type=click.IntRange(0, 2**32 - 1),
+        help="Override the recipe's seed (init, shuffling, split).",
+    ),
+]
 
 _compile_opts = [
     click.option(
@@ -101,10 +46,10 @@ _compile_opts = [
         help="Target board (pynq-z2, pynq-z1, ultra96, zcu104); "
         "default: the recipe's, else pynq-z2.",
     ),
-    click.option("--clock-mhz", type=click.FloatRange(min=1), help="Clock (default 100 MHz)."),
+    click.option("--clock-mhz", type=_FLOAT, help="Clock in MHz (default: 100)."),
     click.option(
         "--target-fps",
-        type=click.FloatRange(min=1e-3),
+        type=_FLOAT,
         help="Fold (PE/SIMD via FINN's SetFolding) to reach this throughput; default: "
         "the recipe's target, else fully folded (PE=SIMD=1).",
     ),
@@ -120,6 +65,39 @@ _compile_opts = [
     ),
 ]
 
+_backend_opt = click.option(
+    "--backend",
+    type=click.Choice(["rtl", "hls4ml"]),
+    help="rtl (default): our Verilog, Verilator, Yosys; hls4ml: the hls4ml HLS project "
+    "(the model must meet hls4ml's exactness rules).",
+)
+
+_verify_opts = [
+    click.option(
+        "--samples", type=click.IntRange(1, 100_000), help="Samples to verify (default 1000)."
+    ),
+    click.option(
+        "--against",
+        help="Comma-separated references: qonnx, finn, brevitas, rtl (Verilator), "
+        "hls4ml (g++ C-simulation of the hls4ml project). Default: qonnx,finn,brevitas "
+        "and the back end.",
+    ),
+    click.option(
+        "--data",
+        type=click.Choice(["mnist", "digits", "random"]),
+        help="Inputs: a data set's images or random values in the input's range "
+        "(default: the recipe's data set, else random).",
+    ),
+    click.option("--verify-seed", type=click.IntRange(0, 2**32 - 1), help="Seed of random inputs."),
+]
+
+_out_opt = click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Build directory (default: build/<name>). taper writes only into a new or empty "
+    "directory or one it created.",
+)
+
 
 def _with(options):
     def deco(f):
@@ -130,110 +108,211 @@ def _with(options):
     return deco
 
 
+def _against(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [a.strip() for a in text.split(",") if a.strip()]
+
+
+def _options(**kw):
+    from compiler.flow import Options
+
+    if kw.get("folding") is not None:
+        kw["folding"] = str(kw["folding"])
+    if kw.get("data_dir") is not None:
+        kw["data_dir"] = str(kw["data_dir"])
+    return Options(**{k: v for k, v in kw.items() if k in Options.__dataclass_fields__})
+
+
+def _source_and_out(model: str, out: Path | None):
+    """MODEL (recipe name, recipe YAML or QONNX file) or an existing build directory."""
+    from compiler.build import MARKER
+    from compiler.flow import Source, default_out
+
+    p = Path(model)
+    if p.is_dir() and (p / MARKER).is_file():
+        if out is not None and Path(out).resolve() != p.resolve():
+            raise TaperError(f"{model} is a build directory: --out does not apply")
+        return None, p
+    source = Source.parse(model)
+    return source, Path(out) if out is not None else default_out(source)
+
+
+# ---------------------------------------------------------------------------- build
+
+
+@cli.command()
+@click.argument("model")
+@_out_opt
+@click.option("--from", "start", metavar="STEP", help="First step to consider.")
+@click.option("--until", metavar="STEP", help="Last step to run.")
+@click.option(
+    "--force", "force", metavar="STEP", multiple=True, help="Re-run STEP (and all after it)."
+)
+@_with(_train_opts)
+@_with(_compile_opts)
+@_backend_opt
+@_with(_verify_opts)
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def build(model, out, start, until, force, quiet, against, **kw) -> None:
+    """Run the flow on MODEL: train, export, frontend, lower, hls4ml, rtl, verify, synth,
+    bitstream.
+
+    \b
+    MODEL is a recipe name (models/<name>.yaml), a recipe .yaml, a QONNX file, or an existing
+    build directory. Each step is skipped when current (same inputs, options and code), so an
+    interrupted build resumes where it stopped; `taper status DIR` shows why a step would run.
+    """
+    from compiler import flow
+
+    source, d = _source_and_out(model, out)
+    b = flow.run(
+        d,
+        source,
+        _options(against=_against(against), **kw),
+        start=start,
+        until=until,
+        force=force,
+        quiet=quiet,
+    )
+    if not quiet:
+        click.echo(f"[taper] build directory: {b.path}")
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the steps as JSON.")
+def status(build_dir: Path, as_json: bool) -> None:
+    """Each step of a build: current, stale (and why), missing, or waiting for a tool."""
+    import json
+    import time
+
+    from compiler import flow
+
+    rows = flow.status(build_dir)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in rows], indent=2))
+        return
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.finished)) if r.finished else ""
+        took = f"{r.seconds:.1f}s" if r.finished else ""
+        detail = r.note if r.state == "current" else r.why
+        click.echo(f"{r.name:10s} {r.state:8s} {when:16s} {took:>8s}  {detail}")
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+@cli.command()
+@click.argument("model")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Build directory for recipe.yaml, checkpoint.pt, metrics.json and model.onnx.",
+)
+@_with(_train_opts)
+@click.option("--force", is_flag=True, help="Retrain even if a matching checkpoint exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary.")
+def train(model: str, out: Path, force: bool, quiet: bool, **kw) -> None:
+    """Quantization-aware training of MODEL (a recipe name or .yaml), then QONNX export.
+
+    Writes OUT/checkpoint.pt (weights only), OUT/metrics.json (holdout accuracy, per-layer
+    bits, weight memory) and OUT/model.onnx (QONNX): the flow's train and export steps.
+    Re-running with the same settings reuses the checkpoint.
+    """
+    from compiler import flow
+
+    source = flow.Source.parse(model)
+    if source.kind != "recipe":
+        raise TaperError(f"{model}: train takes a recipe (name or .yaml), not a QONNX file")
+    flow.run(
+        out, source, _options(**kw), until="export", force={"train"} if force else (), quiet=quiet
+    )
+
+
 @cli.command("compile")
 @click.argument("model")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Build directory (written atomically; reused when up to date).",
+    help="Build directory (reused when up to date; taper writes only into a new or empty "
+    "directory or one it created).",
 )
 @_with(_compile_opts)
-@click.option(
-    "--backend",
-    type=click.Choice(["rtl", "hls4ml"]),
-    default="rtl",
-    show_default=True,
-    help="rtl: the IR (our RTL is generated from it by verify/synth); hls4ml: also the "
-    "hls4ml HLS project in OUT/hls4ml (the model must meet hls4ml's exactness rules).",
-)
+@_backend_opt
+@_with(_train_opts)
 @click.option("-q", "--quiet", is_flag=True)
-def compile_cmd(
-    model, out, board, clock_mhz, target_fps, folding, input_type, backend, quiet
-) -> None:
-    """Compile MODEL (recipe name or QONNX file) into the hardware IR.
+def compile_cmd(model, out, quiet, **kw) -> None:
+    """Compile MODEL (recipe name, recipe .yaml or QONNX file) into the hardware IR.
 
     \b
     Writes OUT/ir.json + ir.npz (the IR), report.md + report.png, reference.onnx (the QONNX
-    reference), finn_hw.onnx and finn_folded.onnx (FINN's graphs) and compile.json; with
-    --backend hls4ml also OUT/hls4ml (Vitis HLS project, io_stream, the board's part/clock).
+    reference), finn_hw.onnx, finn_folded.onnx and frontend.json (what the front end found);
+    a recipe is trained first; with --backend hls4ml also OUT/hls4ml (Vitis HLS project).
     """
-    from compiler.frontend.compile import compile_model
+    from compiler import flow
 
-    source, recipe_name = _resolve_model(model, quiet)
-    opts = _compile_options(recipe_name, board, clock_mhz, target_fps, folding, input_type)
-    if backend == "hls4ml":  # the rules first: a model hls4ml cannot take leaves no build
-        from compiler.backends.hls4ml import convert
-
-        convert.check_source(source, input_type)
-    compile_model(source, out, opts, quiet=quiet)
-    if backend == "hls4ml":
-        convert.write_project(out, quiet=quiet)
-
-
-def _build_dir(target: str, input_type: str | None, quiet: bool) -> Path:
-    """A compiled build directory, or a recipe/QONNX file compiled into build/<name>/hw."""
-    d = Path(target)
-    if d.is_dir() and (d / "ir.json").is_file():
-        return d
-    from compiler.frontend.compile import compile_model
-
-    source, recipe_name = _resolve_model(target, quiet=quiet)
-    d = BUILD / (recipe_name or source.stem) / "hw"
-    opts = _compile_options(recipe_name, None, None, None, None, input_type)
-    compile_model(source, d, opts, quiet=quiet)
-    return d
+    source, d = _source_and_out(model, out)
+    until = "hls4ml" if kw.get("backend") == "hls4ml" else "lower"
+    flow.run(d, source, _options(**kw), until=until, quiet=quiet)
 
 
 @cli.command()
 @click.argument("target")
-@click.option("--samples", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option(
-    "--against",
-    default="qonnx,finn,brevitas,rtl",
-    show_default=True,
-    help="Comma-separated references: qonnx, finn, brevitas, rtl (Verilator), "
-    "hls4ml (g++ C-simulation of the hls4ml project; written if missing).",
-)
-@click.option(
-    "--data",
-    type=click.Choice(["mnist", "digits", "random"]),
-    help="Inputs: a data set's images or random values in the input's range "
-    "(default: the recipe's data set, else random).",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random inputs.")
+@_with(_verify_opts[:-1])
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Seed of random inputs.")
 @click.option("--input-type", help="As for compile, when TARGET is a float-input QONNX file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify(target, samples, against, data, seed, input_type, as_json) -> None:
+def verify(target, against, seed, as_json, **kw) -> None:
     """Check the IR simulator bit for bit against every reference.
 
-    TARGET is a build directory from `taper compile`, a recipe name or a QONNX file (compiled
-    into build/<name>/hw first). Exit 0 only when every reference that ran is bit-exact.
+    TARGET is a build directory, a recipe name or a QONNX file (built into build/<name>
+    first). Exit 0 only when every reference that ran is bit-exact.
     """
     import json
 
-    from compiler.verify import verify as run_verify
+    from compiler import build as B
+    from compiler import flow
 
-    d = _build_dir(target, input_type, as_json)
-    refs = [a.strip() for a in against.split(",") if a.strip()]
-    v = run_verify(d, samples, refs, data, seed, quiet=as_json)
+    source, d = _source_and_out(target, None)
+    refs = _against(against)
+    if seed is not None:
+        kw["verify_seed"] = seed
+    if refs and "hls4ml" in refs:
+        kw["backend"] = "hls4ml"
+    try:
+        b = flow.run(d, source, _options(against=refs, **kw), until="verify", quiet=as_json)
+        doc = json.loads((b / B.VERIFY_JSON).read_text())
+        ok = True
+    except flow.VerifyFailed as e:
+        doc, ok = e.verification.to_json(), False
     if as_json:
-        click.echo(json.dumps(v.to_json(), indent=2))
+        click.echo(json.dumps(doc, indent=2))
     else:
-        click.echo(f"{v.samples} samples: {v.inputs}")
-        for name, r in v.references.items():
-            if r.skipped:
-                click.echo(f"  {name:9s} skipped: {r.skipped}")
-            elif r.mismatches == 0:
-                click.echo(f"  {name:9s} bit-exact" + (f" ({r.note})" if r.note else ""))
-                if r.measured:
-                    click.echo(
-                        "            " + ", ".join(f"{k} {v:g}" for k, v in r.measured.items())
-                    )
-            else:
-                click.echo(f"  {name:9s} {r.mismatches} mismatching samples; first: {r.first}")
-    if not v.ok:
+        _print_verification(doc)
+    if not ok:
         sys.exit(1)
+
+
+def _print_verification(doc: dict) -> None:
+    click.echo(f"{doc['samples']} samples: {doc['inputs']}")
+    for name, r in doc["references"].items():
+        if r.get("skipped"):
+            click.echo(f"  {name:9s} skipped: {r['skipped']}")
+        elif r["mismatches"] == 0:
+            click.echo(f"  {name:9s} bit-exact" + (f" ({r['note']})" if r.get("note") else ""))
+            timing = {k: v for k, v in r.items() if k.endswith("_cycles")}
+            if timing:
+                click.echo("            " + ", ".join(f"{k} {v:g}" for k, v in timing.items()))
+        else:
+            f = r["first"]
+            click.echo(
+                f"  {name:9s} {r['mismatches']} mismatching samples; first: layer "
+                f"{f['layer']}, sample {f['sample']}, element {f['index']}: IR {f['ir']}, "
+                f"reference {f['reference']:g}"
+            )
 
 
 @cli.command()
@@ -248,31 +327,32 @@ def synth(build_dir: Path, as_json: bool) -> None:
     """
     import json
 
-    from compiler import ir
-    from compiler.backends.rtl.synth import check_fits, synthesize
+    from compiler import build as B
+    from compiler import flow
 
-    if not (build_dir / "ir.json").is_file():
-        raise TaperError(f"{build_dir}: not a compiled build directory (no ir.json)")
-    m = ir.load(build_dir)
-    r = synthesize(m, build_dir)
+    b = flow.run(build_dir, None, _options(backend="rtl"), only=("rtl", "synth"), quiet=True)
+    r = json.loads((b / B.SYNTH_JSON).read_text())
     if as_json:
         click.echo(
             json.dumps({k: r[k] for k in ("lut", "ff", "bram36", "dsp", "layers")}, indent=2)
         )
     else:
-        click.echo(f"{'layer':16s} {'LUT':>8s} {'FF':>8s} {'BRAM36':>7s} {'DSP':>5s}")
-        for name, c in r["layers"].items():
-            click.echo(f"{name:16s} {c['lut']:8,} {c['ff']:8,} {c['bram36']:7g} {c['dsp']:5}")
-        click.echo(
-            f"{'total':16s} {r['lut']:8,} {r['ff']:8,} {r['bram36']:7g} {r['dsp']:5}   "
-            f"(incl. FIFOs and width converters)"
-        )
-        u = r["utilization"]
-        click.echo(
-            f"{r['device']['part']}: LUT {u['lut']:.1%}, FF {u['ff']:.1%}, "
-            f"BRAM36 {u['bram36']:.1%}, DSP {u['dsp']:.1%}  [{r['tool']}]"
-        )
-    check_fits(r)
+        _print_synth(r)
+
+
+def _print_synth(r: dict) -> None:
+    click.echo(f"{'layer':16s} {'LUT':>8s} {'FF':>8s} {'BRAM36':>7s} {'DSP':>5s}")
+    for name, c in r["layers"].items():
+        click.echo(f"{name:16s} {c['lut']:8,} {c['ff']:8,} {c['bram36']:7g} {c['dsp']:5}")
+    click.echo(
+        f"{'total':16s} {r['lut']:8,} {r['ff']:8,} {r['bram36']:7g} {r['dsp']:5}   "
+        f"(incl. FIFOs and width converters)"
+    )
+    u = r["utilization"]
+    click.echo(
+        f"{r['device']['part']}: LUT {u['lut']:.1%}, FF {u['ff']:.1%}, "
+        f"BRAM36 {u['bram36']:.1%}, DSP {u['dsp']:.1%}  [{r['tool']}]"
+    )
 
 
 def _recipe_ref(model: str, recipe_path) -> str:
@@ -388,36 +468,30 @@ def search(model, out, budget, trials, workers, storage, seed, quiet):
 
 @cli.command()
 @click.argument("target")
-@click.option(
-    "--backend",
-    type=click.Choice(["rtl", "hls4ml"]),
-    default="rtl",
-    show_default=True,
-    help="rtl: Yosys synthesis of our RTL (a .bit needs Vivado); hls4ml: hls4ml's Vitis "
-    "HLS build (C synthesis, IP export, Vivado synthesis) when Vitis is installed.",
-)
+@_backend_opt
 @click.option("--input-type", help="As for compile, when TARGET is a float-input QONNX file.")
 @click.option("-q", "--quiet", is_flag=True)
-@click.pass_context
-def bitstream(ctx, target, backend, input_type, quiet) -> None:
-    """Build TARGET (build directory, recipe or QONNX file) as far as this machine can.
+def bitstream(target, backend, input_type, quiet) -> None:
+    """Build TARGET (build directory, recipe or QONNX file) as far as this machine can: the
+    whole flow (`taper build`).
 
-    Without the vendor tools it stops after the last stage that runs here and says what to
-    run on a machine that has them.
+    Without the vendor tools it stops before the step that needs them and says what to run
+    on a machine that has them (`taper status` shows the step as waiting).
     """
-    d = _build_dir(target, input_type, quiet)
-    if backend == "hls4ml":
-        from compiler.backends.hls4ml import vitis
+    import json
 
-        report = vitis.build(d, quiet=quiet)
-        if report is not None:
-            click.echo(f"[taper] hls4ml build report -> {report}")
-        return
-    ctx.invoke(synth, build_dir=d, as_json=False)
-    click.echo(
-        "[taper] no .bit/.hwh: a PYNQ bitstream needs Vivado (not driven by this flow yet). "
-        f"The IR, RTL and Yosys resources are in {d}"
-    )
+    from compiler import build as B
+    from compiler import flow
+
+    source, d = _source_and_out(target, None)
+    b = flow.run(d, source, _options(backend=backend, input_type=input_type), quiet=quiet)
+    if (b / B.SYNTH_JSON).is_file() and not quiet:
+        _print_synth(json.loads((b / B.SYNTH_JSON).read_text()))
+    if b.results.get("waiting") == "Vivado":
+        click.echo(
+            "[taper] no .bit/.hwh: a PYNQ bitstream needs Vivado (not driven by this flow yet). "
+            f"The IR, RTL and Yosys resources are in {b.path}"
+        )
 
 
 @cli.command()
@@ -443,7 +517,15 @@ def recipes() -> None:
         )
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM unwinds like Ctrl-C, so staged outputs are removed on the way out
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(standalone_mode=False)
     except TaperError as e:

@@ -4,31 +4,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compiler.artifacts import atomic_write, write_text
-from compiler.ir.model import MatVec, Model
+from compiler.build import REPORT_MD, REPORT_PNG, atomic_write, write_text  # noqa: E402
+from compiler.ir.model import MatVec, Model, Thresholding
 
-REPORT_MD = "report.md"
-REPORT_PNG = "report.png"
+
+def _matvec_row(layer: MatVec) -> dict:
+    return {
+        "op": "MatVec-XNOR" if layer.xnor else "MatVec",
+        "shape": f"{layer.in_features}x{layer.out_features}",
+        "weight": layer.weight_type.name,
+        "acc": layer.acc_type.name,
+        "SIMD": layer.simd,
+    }
+
+
+def _thresholding_row(layer: Thresholding) -> dict:
+    return {
+        "op": "Thresholding",
+        "shape": f"{layer.channels}",
+        "weight": "-",
+        "acc": "-",
+        "SIMD": "-",
+    }
+
+
+# The kind-specific report columns, one entry per IR layer kind.
+ROWS = {"matvec": _matvec_row, "thresholding": _thresholding_row}
 
 
 def layer_rows(m: Model) -> list[dict]:
     rows = []
     for layer in m.layers:
         est = m.estimates.get(layer.name, {})
-        is_mv = isinstance(layer, MatVec)
         rows.append(
             {
                 "layer": layer.name,
-                "op": ("MatVec-XNOR" if layer.xnor else "MatVec") if is_mv else "Thresholding",
-                "shape": f"{layer.in_features}x{layer.out_features}"
-                if is_mv
-                else f"{layer.channels}",
+                **ROWS[layer.kind](layer),
                 "in": layer.input_type.name,
-                "weight": layer.weight_type.name if is_mv else "-",
-                "acc": layer.acc_type.name if is_mv else "-",
                 "out": layer.out_type.name,
                 "PE": layer.pe,
-                "SIMD": layer.simd if is_mv else "-",
                 "cycles": layer.cycles,
                 "weight_bits": layer.weight_memory_bits,
                 "threshold_bits": layer.threshold_memory_bits,

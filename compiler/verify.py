@@ -1,29 +1,28 @@
 """``taper verify``: the IR simulator against every reference that can run here.
 
-All references get the same float inputs; comparison is at integer level. A reference's
-output (before any trailing Softmax) is mapped back through the output edge's Mul/Add to the
-hardware's integers; FINN's execution is compared layer by layer. Bit-exact means equal.
+Only orchestration and comparison live here; the references are in ``compiler.references``.
+All references get the same inputs; comparison is at integer level. Bit-exact means equal.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from compiler import build as B
 from compiler import ir
 from compiler.errors import TaperError
-from compiler.frontend.precision import as_float64
 from compiler.ir.model import Model
+from compiler.references import REFERENCES, RefOutput  # noqa: F401  (REFERENCES: re-export)
+from compiler.references import get as get_reference
+from compiler.references.base import Inputs, output_to_int
 from compiler.sim import bitexact
 
-REFERENCES = ("qonnx", "finn", "brevitas", "rtl", "hls4ml")
 # hls4ml is asked for explicitly: most models break its exactness rules
 DEFAULT_REFERENCES = ("qonnx", "finn", "brevitas", "rtl")
-RTL_STALL_PERCENT = 30  # random input stalls and output backpressure in the RTL check
-RTL_TIMING_FRAMES = 16
+_output_to_int = output_to_int  # the name tests and benches know
 
 
 @dataclass
@@ -127,89 +126,7 @@ def make_inputs(
     return x.astype(np.float32), "random values over the input thresholds' range"
 
 
-# ---------------------------------------------------------------------------- helpers
-
-
-def with_batch(model, n: int):
-    """A copy of a qonnx model whose batch dimension is ``n`` (Reshape targets included), so
-    that a whole batch runs in one execution and weight quantizers run once."""
-    import copy
-
-    from qonnx.core.modelwrapper import ModelWrapper
-
-    m = ModelWrapper(copy.deepcopy(model.model))
-    # Only tensors computed from the input carry the batch (a [1, K] weight does not).
-    live = {m.graph.input[0].name}
-    for node in m.graph.node:
-        if any(i in live for i in node.input):
-            live.update(node.output)
-    for vi in [*m.graph.input, *m.graph.output, *m.graph.value_info]:
-        dims = vi.type.tensor_type.shape.dim
-        if vi.name in live and len(dims) > 1 and dims[0].dim_value == 1:
-            dims[0].dim_value = n
-    for node in m.graph.node:
-        if node.op_type == "Reshape":
-            shape = m.get_initializer(node.input[1])
-            if shape is not None and shape.size and shape[0] == 1:
-                shape = shape.copy()
-                shape[0] = n
-                m.set_initializer(node.input[1], shape)
-    return m
-
-
-def default_opset(model) -> int:
-    """The ONNX (default-domain) opset: Brevitas exports list the qonnx domain first, and
-    onnxruntime asked for Gemm at the qonnx domain's version 2 fails."""
-    for o in model.model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            return int(o.version)
-    return 11
-
-
-def _execute(model, x: np.ndarray, names: list[str], chunk: int = 500) -> dict[str, np.ndarray]:
-    """qonnx's node-by-node execution of ``model`` in float64 on ``x`` in batches; returns
-    ``names`` per sample.
-
-    The reference runs in float64 so that its own rounding (float32 sums of wide products,
-    BatchNorm) cannot make a mismatch: the IR's thresholds are derived in float64 too. qonnx's
-    custom ops (Quant...) hand back float32 whatever their input; their values are exact in
-    float32 (quantized), so each result is widened again before the onnxruntime ops that
-    follow see it.
-    """
-    from qonnx.core.onnx_exec import execute_node
-
-    model = as_float64(model)
-    opset = default_opset(model)
-    x = x.astype(np.float64)
-    got: dict[str, list] = {t: [] for t in names}
-    batched: dict[int, object] = {}
-    for start in range(0, len(x), chunk):
-        xb = x[start : start + chunk]
-        if len(xb) not in batched:  # one copy per batch size, not one per chunk
-            batched[len(xb)] = with_batch(model, len(xb))
-        mb = batched[len(xb)]
-        g = mb.graph
-        ctx = mb.make_empty_exec_context()
-        ctx[g.input[0].name] = xb
-        for node in g.node:
-            execute_node(node, ctx, g, opset)
-            if node.domain not in ("", "ai.onnx"):
-                for o in node.output:
-                    ctx[o] = np.asarray(ctx[o], dtype=np.float64)
-        for t in names:
-            got[t].append(np.asarray(ctx[t], dtype=np.float64).reshape(len(xb), -1))
-    return {t: np.concatenate(v) for t, v in got.items()}
-
-
-def _output_to_int(m: Model, r: np.ndarray) -> np.ndarray:
-    """Invert the output edge's Mul/Add (in float64) to recover the hardware's integers."""
-    v = r.astype(np.float64).reshape(len(r), -1)
-    for step in reversed([s for s in m.output_edge.steps if s.op != "softmax"]):
-        if step.op == "add":
-            v = v - step.value.astype(np.float64)
-        elif step.op == "mul":
-            v = v / step.value.astype(np.float64)
-    return v
+# ---------------------------------------------------------------------------- comparing
 
 
 def _compare(
@@ -220,7 +137,7 @@ def _compare(
     Float references are rounded to the nearest integer unless ``exact`` (a fixed-point
     reference must land on the integer itself)."""
     ir_vals = ir_vals.reshape(len(ir_vals), -1)
-    ref_vals = ref_vals.reshape(len(ref_vals), -1)
+    ref_vals = np.asarray(ref_vals).reshape(len(ref_vals), -1)
     if ir_vals.shape != ref_vals.shape:
         raise TaperError(
             f"layer {layer}: IR gives {ir_vals.shape[1:]}, reference {ref_vals.shape[1:]}"
@@ -234,131 +151,43 @@ def _compare(
     return rows, Mismatch(layer, s, i, int(ir_vals[s, i]), float(ref_vals[s, i]))
 
 
-# ---------------------------------------------------------------------------- references
-
-
-def _activation_quants(model) -> list:
-    inits = {t.name for t in model.graph.initializer}
-    return [
-        n
-        for n in model.graph.node
-        if n.op_type in ("Quant", "BipolarQuant") and n.input[0] not in inits
-    ]
-
-
-def ref_qonnx(m: Model, d: Path, x: np.ndarray, env: dict) -> RefResult:
-    from qonnx.core.modelwrapper import ModelWrapper
-
-    model = ModelWrapper(str(d / "reference.onnx"))
-    softmax = [n for n in model.graph.node if n.op_type == "Softmax"]
-    out_name = softmax[-1].input[0] if softmax else model.graph.output[0].name
-    # Per-layer localization: thresholded layers map onto the last activation quantizers.
-    acts = _activation_quants(model)
-    thr_layers = [layer for layer in m.layers if getattr(layer, "thresholds", None) is not None]
-    pairs = list(zip(reversed(thr_layers), reversed(acts), strict=False))
-    names = list(dict.fromkeys([out_name, *(q.output[0] for _, q in pairs)]))
-    ref = _execute(model, x, names)
-    res = RefResult()
-    rows, res.first = _compare(
-        m.layers[-1].name, env[m.output_tensor], _output_to_int(m, ref[out_name])
-    )
-    res.mismatches = int(rows.sum())
-    if res.mismatches:
-        for layer, q in reversed(pairs):
-            scale = model.get_initializer(q.input[1]) if q.op_type == "Quant" else 1.0
-            r = ref[q.output[0]] / np.asarray(scale, dtype=np.float64).reshape(1, -1)
-            y = env[layer.output]
-            if layer.out_type.name == "BINARY":
-                y = 2 * y - 1
-            rows, first = _compare(layer.name, y, r)
-            if rows.any():
-                res.first = first
-                break
-    return res
-
-
-def ref_finn(m: Model, d: Path, x: np.ndarray, q: np.ndarray, env: dict, info: dict) -> RefResult:
-    from qonnx.core.modelwrapper import ModelWrapper
-
-    from compiler.frontend import finn_passes as F
-
-    with F.finn_environment(d / ".finn-exec"):
-        model = ModelWrapper(str(d / "finn_hw.onnx"))
-        feed = q.reshape(len(q), *m.input_edge.in_shape) if m.input_edge.kind == "quant" else x
-        # FINN's HW ops compute in the dtype they are given: float64 keeps accumulators
-        # wider than float32's 24-bit mantissa exact
-        model = as_float64(model)
-        feed = feed.astype(np.float64)
-        tensors = info["finn_tensors"]
-        wanted = [info["finn_input"], *tensors.values()]
-        ref = F.execute(model, feed, wanted)
-    # Every layer is compared: a sample counts once if any of its tensors differs.
-    res = RefResult()
+def compare(m: Model, env: dict, q: np.ndarray, out: RefOutput) -> RefResult:
+    """A reference's values against the IR simulator's: mismatching samples are counted on
+    the checked layers; the first mismatch is the earliest layer (in the model) that differs."""
+    ours = {layer.name: env[layer.output] for layer in m.layers}
+    ours["input edge"] = q
+    order = ["input edge", *(layer.name for layer in m.layers)]
+    checked = out.checked or [m.layers[-1].name]
+    res = RefResult(note=out.note, measured=dict(out.measured))
     bad = np.zeros(len(q), dtype=bool)
-    checks = [("input edge", q, info["finn_input"])]
-    checks += [(layer.name, env[layer.output], tensors[layer.name]) for layer in m.layers]
-    for name, ours, theirs in checks:
-        rows, first = _compare(name, ours, ref[theirs])
-        bad |= rows
-        if first is not None and res.first is None:
-            res.first = first
+    firsts = {}
+    for name in order:
+        if name not in out.values:
+            continue
+        rows, first = _compare(name, ours[name], out.values[name], out.exact)
+        if name in checked:
+            bad |= rows
+        if first is not None:
+            firsts[name] = first
     res.mismatches = int(bad.sum())
+    if res.mismatches:
+        res.first = next(firsts[n] for n in order if n in firsts)
     return res
 
 
-def ref_brevitas(m: Model, x: np.ndarray, env: dict, info: dict) -> RefResult:
-    recipe_name, ckpt = info.get("recipe"), info.get("checkpoint")
-    if not recipe_name or not ckpt or not Path(ckpt).is_file():
-        return RefResult(skipped="no recipe and checkpoint for this model")
-    import torch
-
-    from compiler.qat.data import load
-    from compiler.qat.recipe import load_recipe
-    from compiler.qat.train import build_model, predict
-
-    recipe = load_recipe(recipe_name)
-    split = load(recipe.dataset.name, seed=recipe.seed, holdout=recipe.dataset.holdout)
-    model = build_model(recipe, split, recipe.seed)
-    model.load_state_dict(torch.load(ckpt, weights_only=True))
-    r = predict(model, x.astype(np.float32))
-    res = RefResult()
-    rows, res.first = _compare(m.layers[-1].name, env[m.output_tensor], _output_to_int(m, r))
-    res.mismatches = int(rows.sum())
-    return res
+MAX_SAMPLES = 100_000
 
 
-def ref_rtl(m: Model, q: np.ndarray, env: dict, seed: int) -> RefResult:
-    """Verilator: all samples under random stalls, then a stall-free run for the timing."""
-    from compiler.backends.rtl import simulate
-
-    run = simulate.run(m, q, stall_percent=RTL_STALL_PERCENT, seed=seed)
-    res = RefResult(
-        note=f"Verilator, {RTL_STALL_PERCENT}% random input stalls and output backpressure"
-    )
-    rows, res.first = _compare(m.layers[-1].name, env[m.output_tensor], run.outputs)
-    res.mismatches = int(rows.sum())
-    timing = simulate.run(m, q[:RTL_TIMING_FRAMES], stall_percent=0)
-    res.measured = {"latency_cycles": timing.latency_cycles, "ii_cycles": timing.ii_cycles}
-    return res
-
-
-def ref_hls4ml(m: Model, d: Path, q: np.ndarray, env: dict, quiet: bool) -> RefResult:
-    """hls4ml's C-simulation (project written when missing), fed the host-quantized inputs."""
-    from compiler.backends.hls4ml import convert, csim
-
-    convert.write_project(d, quiet=quiet)  # checks hls4ml's exactness rules first
-    e = m.input_edge
-    if e.kind != "quant":
-        raise TaperError(
-            f"{m.source}: hls4ml needs the model input to go through a Quant "
-            "(hls4ml rule: quantized inputs)"
-        )
-    # The project starts at the input quantizer: its exact values pass through unchanged.
-    y = csim.run(d, (q.astype(np.float64) - e.zero_point) * e.scale)
-    res = RefResult(note="g++ C-simulation of the HLS C++")
-    rows, res.first = _compare(m.layers[-1].name, env[m.output_tensor], _output_to_int(m, y), True)
-    res.mismatches = int(rows.sum())
-    return res
+def check_options(samples: int, against: list[str], data: str | None, seed: int) -> None:
+    """Bad verify options fail before any work."""
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise TaperError(f"--samples: expected 1 to {MAX_SAMPLES:,}, got {samples}")
+    if not against:
+        raise TaperError("--against: expected at least one reference")
+    for a in against:
+        get_reference(a)
+    if data not in (None, "mnist", "digits", "random"):
+        raise TaperError(f"--data: expected mnist, digits or random, got {data!r}")
 
 
 def verify(
@@ -369,35 +198,31 @@ def verify(
     seed: int = 0,
     quiet: bool = False,
 ) -> Verification:
+    """The IR simulator against each reference in ``against`` on the same inputs."""
+    from compiler.frontend.compile import load_record
+
     d = Path(d)
-    if not (d / ir.serialize.IR_JSON).is_file():
-        raise TaperError(f"{d}: not a compiled build directory (no {ir.serialize.IR_JSON})")
+    if not (d / B.IR_JSON).is_file():
+        raise TaperError(f"{d}: not a compiled build directory (no {B.IR_JSON})")
+    against = list(against or DEFAULT_REFERENCES)
+    check_options(samples, against, data, seed)
     m = ir.load(d)
-    info = json.loads((d / "compile.json").read_text())
-    against = against or list(DEFAULT_REFERENCES)
-    unknown = [a for a in against if a not in REFERENCES]
-    if unknown:
-        raise TaperError(
-            f"--against: unknown reference '{unknown[0]}': expected {', '.join(REFERENCES)}"
-        )
+    rec = load_record(d)
     recipe = None
-    if info.get("recipe"):
+    if rec.recipe:
         from compiler.qat.recipe import load_recipe
 
-        recipe = load_recipe(info["recipe"])
+        recipe = load_recipe(rec.recipe)
     x, what = make_inputs(m, samples, data, recipe, seed)
     q = bitexact.quantize_input(m.input_edge, x).reshape(len(x), -1)
     env = bitexact.run_hardware(m, q, keep=True)
     v = Verification(samples=len(x), inputs=what)
-    for a in against:
-        if a == "qonnx":
-            v.references[a] = ref_qonnx(m, d, x, env)
-        elif a == "finn":
-            v.references[a] = ref_finn(m, d, x, q, env, info)
-        elif a == "brevitas":
-            v.references[a] = ref_brevitas(m, x, env, info)
-        elif a == "rtl":
-            v.references[a] = ref_rtl(m, q, env, seed)
-        elif a == "hls4ml":
-            v.references[a] = ref_hls4ml(m, d, q, env, quiet)
+    inputs = Inputs(x=x, q=q, seed=seed)
+    for name in against:
+        ref = get_reference(name)
+        why = ref.unavailable(d, m)
+        if why:
+            v.references[name] = RefResult(skipped=why)
+            continue
+        v.references[name] = compare(m, env, q, ref.run(d, m, inputs))
     return v

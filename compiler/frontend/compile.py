@@ -1,134 +1,116 @@
-"""``taper compile``: QONNX -> FINN passes -> IR, written atomically into a build directory."""
+"""The front end's two steps: ``frontend`` (QONNX -> FINN's HW-layer graph, host edges found
+once) and ``lower`` (specialize, fold, estimate, lower into the IR)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import shutil
 import sys
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from compiler import build as B
 from compiler import ir
-from compiler.artifacts import write_json
 from compiler.boards import board as get_board
 from compiler.errors import TaperError
+from compiler.ir.model import InputEdge, OutputEdge, _Node
+from compiler.ir.serialize import load_object, save_object
 
-COMPILE_JSON = "compile.json"
-REFERENCE_ONNX = "reference.onnx"
-FINN_HW_ONNX = "finn_hw.onnx"
-FINN_FOLDED_ONNX = "finn_folded.onnx"
+FRONTEND_NPZ = "frontend.npz"
 
 
-@dataclass(frozen=True)
-class CompileOptions:
-    board: str = "pynq-z2"
-    clock_mhz: float = 100.0
-    target_fps: float | None = None
-    folding: str | None = None  # path to a folding JSON
+@dataclass(eq=False)
+class FrontendRecord(_Node):
+    """What the front end found: the host edges, where the hardware starts and ends in FINN's
+    graph, and the FINN tensor each hardware node writes (in order)."""
+
+    source: str  # what messages call the model (the user's file or recipe)
+    input_edge: InputEdge
+    output_edge: OutputEdge
+    first_hw: str
+    last_hw: str
+    finn_input: str
+    hw_outputs: list[str] = field(default_factory=list)
     input_type: str | None = None
-    recipe: str | None = None  # recipe name when compiled from a recipe
-
-    def key(self, source_hash: str, folding_hash: str | None) -> dict:
-        return {
-            "source_sha256": source_hash,
-            "folding_sha256": folding_hash,
-            "compiler": _code_hash(),
-            **self.__dict__,
-        }
+    recipe: str | None = None  # the recipe the model was trained from, when known
+    checkpoint: str | None = None
 
 
-def _code_hash() -> str:
-    """Hash of the compiler's own source: a build made by other code is stale."""
-    h = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]
-    for p in sorted(root.rglob("*.py")):
-        h.update(p.relative_to(root).as_posix().encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+def save_record(rec: FrontendRecord, d: Path) -> None:
+    save_object(rec, Path(d) / B.FRONTEND_JSON, Path(d) / FRONTEND_NPZ)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def load_record(d: Path) -> FrontendRecord:
+    d = Path(d)
+    if not (d / B.FRONTEND_JSON).is_file():
+        raise TaperError(f"{d}: no {B.FRONTEND_JSON} (run `taper build` on it first)")
+    r = load_object(
+        d / B.FRONTEND_JSON, d / FRONTEND_NPZ, {FrontendRecord.__name__: FrontendRecord}
+    )
+    r.hw_outputs = list(r.hw_outputs)
+    return r
 
 
-def _read_folding(path: str) -> dict:
+def model_name(text: str) -> str:
+    """A name that is a valid Verilog and C++ identifier and file name, decided once: ASCII
+    letters, digits and single underscores (Verilator renames ``__``), a letter first, at most
+    40 characters (a longer one is cut and keeps a hash of the whole)."""
+    s = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in text)
+    s = "_".join(p for p in s.split("_") if p) or "model"
+    if not s[0].isalpha():
+        s = "m_" + s
+    if len(s) > 40:
+        s = s[:32].rstrip("_") + "_" + hashlib.sha256(text.encode()).hexdigest()[:7]
+    return s
+
+
+def read_folding(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise TaperError(f"{p}: folding file not found")
     try:
         cfg = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise TaperError(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TaperError(f"{p}: not valid JSON ({e})") from None
     if not isinstance(cfg, dict):
         raise TaperError(f'{p}: expected a JSON object mapping layer names to {{"PE", "SIMD"}}')
     return cfg
 
 
-def compile_model(source: Path, out: Path, opts: CompileOptions, quiet: bool = False) -> ir.Model:
-    """Compile QONNX ``source`` into ``out`` (IR, reference models, report); resumable."""
-    source = Path(source)
-    out = Path(out)
-    b = get_board(opts.board)
-    if opts.target_fps is not None and opts.folding:
-        raise TaperError("--target-fps and --folding exclude each other")
-    folding = _read_folding(opts.folding) if opts.folding else None
-    if not source.is_file():
-        raise TaperError(f"{source}: file not found")
-    key = opts.key(_sha256(source), _sha256(Path(opts.folding)) if opts.folding else None)
-    done = out / COMPILE_JSON
-    if done.is_file() and (out / ir.serialize.IR_JSON).is_file():
-        try:
-            if json.loads(done.read_text()).get("key") == key:
-                _say(quiet, f"[taper] {out} is up to date")
-                return ir.load(out)
-        except (json.JSONDecodeError, OSError):
-            pass
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        model = _compile(source, tmp, opts, b, folding, key)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _say(
-        quiet,
-        f"[taper] {model.name}: {len(model.layers)} layers, II {model.ii_cycles} cycles, "
-        f"{model.fps:,.0f} FPS at {model.clock_mhz:g} MHz -> {out}",
-    )
-    return model
-
-
-def _compile(source: Path, out: Path, opts: CompileOptions, b, folding, key) -> ir.Model:
+def run_frontend(
+    model_onnx: Path,
+    stage: Path,
+    source: str,
+    input_type: str | None = None,
+    recipe: str | None = None,
+    checkpoint: str | None = None,
+) -> FrontendRecord:
+    """QONNX -> reference.onnx (what references run), finn_hw.onnx and the record."""
     from compiler.frontend import edges as E
     from compiler.frontend import finn_passes as F
     from compiler.frontend.input_type import insert_input_quant, parse_input_type
     from compiler.frontend.load import load_qonnx
-    from compiler.frontend.lower import lower_chain, sanitize
     from compiler.frontend.precision import as_float64
 
-    src = str(source)
-    ft = parse_input_type(opts.input_type) if opts.input_type else None
-    with F.finn_environment(out):
-        model = load_qonnx(source)
+    ft = parse_input_type(input_type) if input_type else None
+    with F.finn_environment(stage / ".finn"):
+        model = load_qonnx(model_onnx)
         if ft is not None:
             model = insert_input_quant(model, ft)
-        model.save(str(out / REFERENCE_ONNX))
+        model.save(str(stage / B.REFERENCE_ONNX))
         model64 = as_float64(model)
         input_quant = E.extract_input_quant(model)
         E.extract_input_quant(model64)
         try:
             hw = F.to_hw(F.streamline(model))
+        except TaperError:
+            raise
         except Exception as e:  # FINN's passes raise anything on graphs they cannot take
             raise TaperError(
-                f"{src}: FINN could not streamline the graph ({type(e).__name__}: {e})"
+                f"{source}: FINN could not streamline the graph ({type(e).__name__}: {e})"
             ) from None
-        edges = E.split_edges(hw, input_quant, src)
+        edges = E.split_edges(hw, input_quant, source)
         # FINN derives thresholds by folding the float ops (BatchNorm, scales, biases) into
         # them; in float32 some land off by one at boundaries. The same passes in float64
         # give the exact ones, which replace them.
@@ -140,55 +122,121 @@ def _compile(source: Path, out: Path, opts: CompileOptions, b, folding, key) -> 
                 "keeping FINN's float32 thresholds",
                 file=sys.stderr,
             )
-        hw.save(str(out / FINN_HW_ONNX))
-        chain = F.hw_only(hw, edges.first_hw, edges.last_hw)
-        chain = F.specialize(chain, b.part)
-        if folding is not None:
-            chain = F.apply_folding(chain, folding, opts.folding)
-        elif opts.target_fps:
-            chain = F.set_folding(chain, math.ceil(opts.clock_mhz * 1e6 / opts.target_fps))
-        est = F.estimates(chain, b.part)
-        chain.save(str(out / FINN_FOLDED_ONNX))
-        layers, fifos = lower_chain(chain, src)
-    # The specialized names differ from the generic ones: map by position.
-    generic_hw = [n for n in hw.graph.node if F.is_hw(n)]
+        hw.save(str(stage / B.FINN_HW_ONNX))
+    generic = [n for n in hw.graph.node if F.is_hw(n)]
     if edges.input.kind == "thresholds":
-        generic_hw = generic_hw[1:]
-    finn_map = {layer.name: n.output[0] for layer, n in zip(layers, generic_hw, strict=True)}
-    m = ir.Model(
-        name=sanitize(opts.recipe or source.stem),
+        generic = generic[1:]  # FINN's input thresholding is the host's input edge
+    rec = FrontendRecord(
+        source=source,
         input_edge=edges.input,
-        layers=layers,
         output_edge=edges.output,
+        first_hw=edges.first_hw,
+        last_hw=edges.last_hw,
+        finn_input=edges.hw_input_tensor,
+        hw_outputs=[n.output[0] for n in generic],
+        input_type=str(ft) if ft else None,
+        recipe=recipe,
+        checkpoint=checkpoint,
+    )
+    save_record(rec, stage)
+    return rec
+
+
+@dataclass(frozen=True)
+class LowerOptions:
+    name: str
+    board: str = "pynq-z2"
+    clock_mhz: float = 100.0
+    target_fps: float | None = None
+    folding: str | None = None  # path to a folding JSON
+
+
+def check_lower_options(o: LowerOptions) -> None:
+    get_board(o.board)
+    if not (math.isfinite(o.clock_mhz) and 1 <= o.clock_mhz <= 2000):
+        raise TaperError(f"--clock-mhz: expected a clock from 1 to 2000 MHz, got {o.clock_mhz}")
+    if o.target_fps is not None and not (math.isfinite(o.target_fps) and o.target_fps > 0):
+        raise TaperError(f"--target-fps: expected a positive frame rate, got {o.target_fps}")
+    if o.target_fps is not None and o.folding:
+        raise TaperError("--target-fps and --folding exclude each other")
+    if o.folding:
+        read_folding(o.folding)
+
+
+def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
+    """finn_hw.onnx + the record -> finn_folded.onnx, the IR and its report."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from compiler.frontend import finn_passes as F
+    from compiler.frontend.lower import lower_chain, sanitize
+    from compiler.report import write_report
+
+    check_lower_options(o)
+    b = get_board(o.board)
+    rec = load_record(build)
+    src = rec.source
+    with F.finn_environment(stage / ".finn"):
+        hw = ModelWrapper(str(Path(build) / B.FINN_HW_ONNX))
+        chain = F.hw_only(hw, rec.first_hw, rec.last_hw)
+        chain = F.specialize(chain, b.part)
+        if o.folding:
+            chain = F.apply_folding(chain, read_folding(o.folding), o.folding)
+        elif o.target_fps:
+            cycles = max(1, math.ceil(o.clock_mhz * 1e6 / o.target_fps))
+            chain = F.set_folding(chain, cycles)
+        est = F.estimates(chain, b.part)
+        chain.save(str(stage / B.FINN_FOLDED_ONNX))
+        layers, fifos = lower_chain(chain, src)
+    m = ir.Model(
+        name=o.name,
+        input_edge=rec.input_edge,
+        layers=layers,
+        output_edge=rec.output_edge,
         fifos=fifos,
         board=b.name,
         part=b.part,
-        clock_mhz=opts.clock_mhz,
-        source=str(source),
+        clock_mhz=o.clock_mhz,
+        source=src,
         estimates={sanitize(k): v for k, v in est.items()},
     )
     try:
         m.check()
     except ValueError as e:
         raise TaperError(f"{src}: {e}") from None
-    ir.save(m, out)
-    from compiler.report import write_report
-
-    write_report(m, out)
-    write_json(
-        out / COMPILE_JSON,
-        {
-            "key": key,
-            "finn_tensors": finn_map,
-            "finn_input": edges.hw_input_tensor,
-            "input_type": str(ft) if ft else None,
-            "recipe": opts.recipe,
-            "checkpoint": str(source.parent.resolve() / "checkpoint.pt") if opts.recipe else None,
-        },
-    )
+    if len(rec.hw_outputs) != len(m.layers):
+        raise TaperError(
+            f"{src}: {len(m.layers)} hardware layers, but the front end found "
+            f"{len(rec.hw_outputs)} HW nodes"
+        )
+    ir.save(m, stage)
+    write_report(m, stage)
     return m
 
 
-def _say(quiet: bool, msg: str) -> None:
-    if not quiet:
-        print(msg, flush=True)
+# ---------------------------------------------------------------------------- Python API
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    board: str = "pynq-z2"
+    clock_mhz: float = 100.0
+    target_fps: float | None = None
+    folding: str | None = None  # path to a folding JSON
+    input_type: str | None = None
+    recipe: str | None = None  # recipe name when compiled from a recipe's export
+
+
+def compile_model(source: Path, out: Path, opts: CompileOptions, quiet: bool = False) -> ir.Model:
+    """Compile QONNX ``source`` into the build directory ``out`` (steps up to ``lower``)."""
+    from compiler import flow
+
+    src = flow.Source.onnx(Path(source), recipe=opts.recipe)
+    o = flow.Options(
+        board=opts.board,
+        clock_mhz=opts.clock_mhz,
+        target_fps=opts.target_fps,
+        folding=opts.folding,
+        input_type=opts.input_type,
+    )
+    b = flow.run(out, src, o, until="lower", quiet=quiet)
+    return ir.load(b.path)

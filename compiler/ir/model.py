@@ -112,9 +112,19 @@ class Layer(_Node):
         raise NotImplementedError
 
     @property
+    def in_elems(self) -> int:
+        """Input elements per stream word."""
+        raise NotImplementedError
+
+    @property
+    def out_elems(self) -> int:
+        """Output elements per stream word."""
+        return self.pe  # type: ignore[attr-defined]
+
+    @property
     def in_width(self) -> int:
         """Input stream width in bits."""
-        raise NotImplementedError
+        return self.in_elems * self.input_type.bits
 
     @property
     def out_width(self) -> int:
@@ -181,8 +191,8 @@ class MatVec(Layer):
         return self.n_vectors * (self.in_features // self.simd) * (self.out_features // self.pe)
 
     @property
-    def in_width(self) -> int:
-        return self.simd * self.input_type.bits
+    def in_elems(self) -> int:
+        return self.simd
 
     @property
     def out_width(self) -> int:
@@ -239,8 +249,8 @@ class Thresholding(Layer):
         return self.n_vectors * (self.channels // self.pe)
 
     @property
-    def in_width(self) -> int:
-        return self.pe * self.input_type.bits
+    def in_elems(self) -> int:
+        return self.pe
 
     @property
     def out_width(self) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.artifacts import atomic_write
+from compiler.build import atomic_write
 from compiler.ir.model import FIFO, LAYER_KINDS, FloatStep, InputEdge, Model, OutputEdge
 from compiler.ir.types import IntType
 
@@ -42,42 +42,52 @@ def _encode(obj: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
     return obj
 
 
-def _decode(obj: Any, arrays) -> Any:
+def _decode(obj: Any, arrays, classes: dict[str, type]) -> Any:
     if isinstance(obj, dict):
         if "$int" in obj:
             return IntType.parse(obj["$int"])
         if "$array" in obj:
             return arrays[obj["$array"]]
         if "$class" in obj:
-            cls = _CLASSES[obj["$class"]]
+            cls = classes[obj["$class"]]
             kwargs = {}
             for f in dataclasses.fields(cls):
                 if f.name in obj:
-                    v = _decode(obj[f.name], arrays)
+                    v = _decode(obj[f.name], arrays, classes)
                     kwargs[f.name] = tuple(v) if f.name in ("in_shape", "shape", "out_shape") else v
             return cls(**kwargs)
-        return {k: _decode(v, arrays) for k, v in obj.items()}
+        return {k: _decode(v, arrays, classes) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_decode(x, arrays) for x in obj]
+        return [_decode(x, arrays, classes) for x in obj]
     return obj
+
+
+def save_object(obj: Any, json_path: Path, npz_path: Path) -> None:
+    """Write a tree of IR dataclasses as readable JSON + an npz of its arrays, atomically."""
+    arrays: dict[str, np.ndarray] = {}
+    doc = {"format": FORMAT, "model": _encode(obj, "", arrays)}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(Path(npz_path), lambda p: p.write_bytes(buf.getvalue()))
+    text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    atomic_write(Path(json_path), lambda p: p.write_text(text))
+
+
+def load_object(json_path: Path, npz_path: Path, classes: dict[str, type] | None = None) -> Any:
+    json_path = Path(json_path)
+    doc = json.loads(json_path.read_text())
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"{json_path}: IR format {doc.get('format')}, expected {FORMAT}")
+    with np.load(npz_path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return _decode(doc["model"], arrays, {**_CLASSES, **(classes or {})})
 
 
 def save(model: Model, out_dir: Path) -> None:
     """Write ``out_dir/ir.json`` and ``out_dir/ir.npz`` atomically."""
-    arrays: dict[str, np.ndarray] = {}
-    doc = {"format": FORMAT, "model": _encode(model, "", arrays)}
-    out_dir = Path(out_dir)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write(out_dir / IR_NPZ, lambda p: p.write_bytes(buf.getvalue()))
-    atomic_write(out_dir / IR_JSON, lambda p: p.write_text(json.dumps(doc, indent=1) + "\n"))
+    save_object(model, Path(out_dir) / IR_JSON, Path(out_dir) / IR_NPZ)
 
 
 def load(out_dir: Path) -> Model:
     out_dir = Path(out_dir)
-    doc = json.loads((out_dir / IR_JSON).read_text())
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"{out_dir / IR_JSON}: IR format {doc.get('format')}, expected {FORMAT}")
-    with np.load(out_dir / IR_NPZ, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return _decode(doc["model"], arrays)
+    return load_object(out_dir / IR_JSON, out_dir / IR_NPZ)

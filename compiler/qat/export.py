@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compiler.artifacts import atomic_write
+from compiler.build import atomic_write
 
 
 def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:

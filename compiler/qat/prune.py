@@ -25,7 +25,7 @@ import torch
 import yaml
 from brevitas.nn import QuantLinear
 
-from compiler.artifacts import atomic_write, write_json, write_text
+from compiler.build import atomic_write, write_json, write_text
 from compiler.errors import TaperError
 from compiler.qat.data import Split, load
 from compiler.qat.recipe import Recipe

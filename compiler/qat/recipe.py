@@ -79,7 +79,8 @@ class Target(_Strict):
 
 
 class Recipe(_Strict):
-    name: str
+    # becomes a directory and file name: no separators, no leading dot
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")]
     description: str = ""
     arch: Arch
     input: InputQuant = InputQuant()

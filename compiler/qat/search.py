@@ -35,7 +35,7 @@ import torch
 import yaml
 from torch import nn
 
-from compiler.artifacts import atomic_write, write_json, write_text
+from compiler.build import atomic_write, write_json, write_text
 from compiler.errors import TaperError
 from compiler.qat.data import Split, load
 from compiler.qat.prune import split_validation

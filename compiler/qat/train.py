@@ -10,16 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from brevitas.nn import QuantLinear
 from torch import nn
 
-from compiler.artifacts import atomic_write, write_json
+from compiler.build import CHECKPOINT, METRICS, QONNX, RECIPE, atomic_write, write_json, write_text  # noqa: E402
+from compiler.errors import TaperError
 from compiler.qat.data import Split, load
 from compiler.qat.recipe import Recipe
-
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.json"
-QONNX = "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -32,6 +30,14 @@ class TrainSettings:
 
     def key(self, recipe: Recipe) -> dict:
         return {"recipe": recipe.name, "digest": recipe.digest(), **self.__dict__}
+
+    @classmethod
+    def resolve(cls, recipe: Recipe, epochs=None, seed=None, data_dir=None) -> TrainSettings:
+        return cls(
+            epochs=epochs or recipe.train.epochs,
+            seed=recipe.seed if seed is None else seed,
+            data_dir=str(data_dir) if data_dir else None,
+        )
 
 
 def build_model(recipe: Recipe, data: Split, seed: int) -> nn.Module:
@@ -101,6 +107,94 @@ def fit(recipe: Recipe, model: nn.Module, data: Split, epochs: int, seed: int, p
             progress(epoch + 1, total / len(x_all), acc)
 
 
+def load_checkpoint(path: Path) -> dict:
+    """A state dict saved by taper; anything else is refused without being executed."""
+    try:
+        sd = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise TaperError(f"{path}: checkpoint not found") from None
+    except Exception as e:  # UnpicklingError, RuntimeError, EOFError ... on foreign files
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise TaperError(
+            f"{path}: not a taper checkpoint (expected a weights-only state dict; {first})"
+        ) from None
+    if not isinstance(sd, dict):
+        raise TaperError(f"{path}: not a taper checkpoint (expected a state dict)")
+    return sd
+
+
+def train_checkpoint(
+    recipe: Recipe, out: Path, settings: TrainSettings, quiet: bool = False
+) -> dict:
+    """Train ``recipe``; write ``out``/recipe.yaml (the recipe as trained), checkpoint.pt and
+    metrics.json; return the metrics."""
+    data = load(
+        recipe.dataset.name,
+        seed=settings.seed,
+        holdout=recipe.dataset.holdout,
+        data_dir=Path(settings.data_dir) if settings.data_dir else None,
+    )
+    model = build_model(recipe, data, settings.seed)
+    t0 = time.monotonic()
+    _fit_with_progress(recipe, model, data, settings, quiet)
+    seconds = time.monotonic() - t0
+    table = layer_table(model, recipe)
+    metrics = {
+        "model": recipe.name,
+        "accuracy": accuracy(model, data.x_holdout, data.y_holdout),
+        "holdout_samples": len(data.x_holdout),
+        "train_samples": len(data.x_train),
+        "data": data.source,
+        "epochs": settings.epochs,
+        "seed": settings.seed,
+        "train_seconds": round(seconds, 1),
+        "input_shape": list(data.input_shape),
+        "n_classes": int(data.n_classes),
+        "input_bits": recipe.input.bits,
+        "weight_bits": recipe.weight_bits,
+        "act_bits": recipe.act_bits,
+        "weight_memory_bits": sum(r["weight_memory_bits"] for r in table),
+        "layers": table,
+        "trained_from": settings.key(recipe),
+    }
+    out = Path(out)
+    write_text(out / RECIPE, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+    atomic_write(out / CHECKPOINT, lambda p: torch.save(model.state_dict(), p))
+    write_json(out / METRICS, metrics)
+    _say(
+        quiet,
+        f"[taper] {recipe.name}: holdout accuracy {metrics['accuracy']:.2%}, "
+        f"weight memory {metrics['weight_memory_bits']:,} bits",
+    )
+    return metrics
+
+
+def trained_model(build: Path) -> tuple[nn.Module, Recipe, tuple[int, ...]]:
+    """The Brevitas model of a build's recipe.yaml + checkpoint.pt, and its input shape."""
+    import json
+
+    from compiler.qat.recipe import load_recipe
+
+    build = Path(build)
+    recipe = load_recipe(build / RECIPE)
+    metrics = json.loads((build / METRICS).read_text())
+    shape = tuple(metrics["input_shape"])
+    torch.manual_seed(0)
+    from compiler.qat.arch import build as build_arch
+
+    model = build_arch(recipe, shape, int(metrics["n_classes"]))
+    model.load_state_dict(load_checkpoint(build / CHECKPOINT))
+    return model, recipe, shape
+
+
+def export_checkpoint(build: Path, out: Path) -> Path:
+    """``build``'s trained model -> ``out``/model.onnx (QONNX)."""
+    from compiler.qat.export import export_qonnx
+
+    model, _, shape = trained_model(build)
+    return export_qonnx(model, shape, Path(out) / QONNX)
+
+
 def train(
     recipe: Recipe,
     out: Path,
@@ -111,70 +205,21 @@ def train(
     force: bool = False,
     quiet: bool = False,
 ) -> dict:
-    """Train ``recipe`` into ``out`` (checkpoint, metrics, QONNX) and return the metrics.
+    """Train ``recipe`` into the build directory ``out`` (checkpoint, metrics, QONNX) and
+    return the metrics; a checkpoint trained from the same recipe, epochs, seed and data is
+    reused (the flow's train and export steps)."""
+    from compiler import flow
 
-    Resumes: a checkpoint trained from the same recipe, epochs, seed and data is reused and
-    only the missing artifacts are written.
-    """
-    settings = TrainSettings(
-        epochs=epochs or recipe.train.epochs,
-        seed=recipe.seed if seed is None else seed,
-        data_dir=str(data_dir) if data_dir else None,
+    o = flow.Options(epochs=epochs, seed=seed, data_dir=str(data_dir) if data_dir else None)
+    flow.run(
+        out,
+        flow.Source.from_recipe(recipe),
+        o,
+        until="export",
+        force={"train"} if force else (),
+        quiet=quiet,
     )
-    # Everything that can fail on bad input happens before anything is written.
-    data = load(
-        recipe.dataset.name, seed=settings.seed, holdout=recipe.dataset.holdout, data_dir=data_dir
-    )
-    model = build_model(recipe, data, settings.seed)
-    out = Path(out)
-    metrics_path = out / METRICS
-    key = settings.key(recipe)
-    reuse = (
-        not force
-        and (out / CHECKPOINT).is_file()
-        and metrics_path.is_file()
-        and json.loads(metrics_path.read_text()).get("trained_from") == key
-    )
-    if reuse:
-        model.load_state_dict(torch.load(out / CHECKPOINT, weights_only=True))
-        metrics = json.loads(metrics_path.read_text())
-        _say(quiet, f"[taper] reusing {out / CHECKPOINT} (same recipe, epochs, seed, data)")
-    else:
-        t0 = time.monotonic()
-        _fit_with_progress(recipe, model, data, settings, quiet)
-        seconds = time.monotonic() - t0
-        table = layer_table(model, recipe)
-        metrics = {
-            "model": recipe.name,
-            "accuracy": accuracy(model, data.x_holdout, data.y_holdout),
-            "holdout_samples": len(data.x_holdout),
-            "train_samples": len(data.x_train),
-            "data": data.source,
-            "epochs": settings.epochs,
-            "seed": settings.seed,
-            "train_seconds": round(seconds, 1),
-            "input_bits": recipe.input.bits,
-            "weight_bits": recipe.weight_bits,
-            "act_bits": recipe.act_bits,
-            "weight_memory_bits": sum(r["weight_memory_bits"] for r in table),
-            "layers": table,
-            "trained_from": key,
-        }
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / CHECKPOINT, lambda p: torch.save(model.state_dict(), p))
-    if reuse and (out / QONNX).is_file():
-        return metrics
-    from compiler.qat.export import export_qonnx
-
-    export_qonnx(model, data.input_shape, out / QONNX)
-    # metrics.json last: its presence with a matching key marks a complete build.
-    write_json(metrics_path, metrics)
-    _say(
-        quiet,
-        f"[taper] {recipe.name}: holdout accuracy {metrics['accuracy']:.2%}, "
-        f"weight memory {metrics['weight_memory_bits']:,} bits -> {out}",
-    )
-    return metrics
+    return json.loads((Path(out) / METRICS).read_text())
 
 
 def _say(quiet: bool, msg: str) -> None:

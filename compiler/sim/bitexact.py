@@ -133,12 +133,20 @@ def _matvec(layer: MatVec, x: np.ndarray, cache: dict) -> np.ndarray:
     return _activation(layer, acc, dtype)
 
 
+def _thresholding(layer: Thresholding, x: np.ndarray, cache: dict) -> np.ndarray:
+    return _activation(layer, x, x.dtype if x.dtype != np.int64 else np.int64)
+
+
+# One kernel per IR layer kind (tests/test_ir.py checks that every kind has one).
+KERNELS = {"matvec": _matvec, "thresholding": _thresholding}
+
+
 def _layer(layer: Layer, x: np.ndarray, cache: dict) -> np.ndarray:
-    if isinstance(layer, MatVec):
-        return _matvec(layer, x, cache)
-    if isinstance(layer, Thresholding):
-        return _activation(layer, x, x.dtype if x.dtype != np.int64 else np.int64)
-    raise NotImplementedError(f"layer kind {layer.kind}")
+    try:
+        kernel = KERNELS[layer.kind]
+    except KeyError:
+        raise NotImplementedError(f"layer kind {layer.kind}") from None
+    return kernel(layer, x, cache)
 
 
 def run_layer(layer: Layer, x: np.ndarray, cache: dict | None = None) -> np.ndarray:

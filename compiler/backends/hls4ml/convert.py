@@ -10,22 +10,21 @@ exact worst case of its weights and widened if hls4ml chose it too narrow.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from compiler.artifacts import write_json
+from compiler.build import HLS4ML_DIR as HLS_DIR  # noqa: E402
+from compiler.build import (
+    REFERENCE_ONNX,  # noqa: E402
+    write_json,
+)
 from compiler.errors import TaperError
 
-HLS_DIR = "hls4ml"
-META = "taper.json"  # written last: its presence with a matching key marks a complete project
-_CODE = Path(__file__).parent
+META = "taper.json"
 
 
 # ---------------------------------------------------------------------------- graph
@@ -229,17 +228,7 @@ def _frac_bits(v: np.ndarray) -> int:
 # ---------------------------------------------------------------------------- project
 
 
-def _key(reference: Path, part: str, clock_mhz: float) -> str:
-    import hls4ml
-
-    h = hashlib.sha256(reference.read_bytes())
-    for f in sorted(_CODE.glob("*.py")):
-        h.update(f.read_bytes())
-    h.update(f"{part} {clock_mhz} {hls4ml.__version__}".encode())
-    return h.hexdigest()[:20]
-
-
-def check_source(source: Path, input_type: str | None = None) -> None:
+def check_source(source: Path, input_type: str | None = None, display: str | None = None) -> None:
     """The exactness rules on a QONNX file as ``taper compile`` will read it."""
     from compiler.backends.hls4ml import rules
     from compiler.frontend.input_type import insert_input_quant, parse_input_type
@@ -248,7 +237,7 @@ def check_source(source: Path, input_type: str | None = None) -> None:
     model = load_qonnx(source)
     if input_type:
         model = insert_input_quant(model, parse_input_type(input_type))
-    rules.check(model, str(source))
+    rules.check(model, display or str(source))
 
 
 def read_meta(d: Path) -> dict | None:
@@ -256,64 +245,51 @@ def read_meta(d: Path) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def write_project(d: Path, quiet: bool = False) -> dict:
-    """Write (or reuse, when up to date) the hls4ml project of build directory ``d``."""
-    from compiler import ir
-    from compiler.backends.hls4ml import rules
-    from compiler.frontend.compile import REFERENCE_ONNX
-
-    d = Path(d)
-    m = ir.load(d)
-    reference = d / REFERENCE_ONNX
-    key = _key(reference, m.part, m.clock_mhz)
-    meta = read_meta(d)
-    if meta and meta.get("key") == key:
-        return meta
+def write_project(d: Path, out: Path, final: Path, quiet: bool = False) -> dict:
+    """Write the hls4ml project of build directory ``d`` into ``out``, a staging directory
+    that will be moved to ``final`` (the path hls4ml records in its config)."""
     from qonnx.core.modelwrapper import ModelWrapper
 
-    model = ModelWrapper(str(reference))
+    from compiler import ir
+    from compiler.backends.hls4ml import rules
+
+    d, out = Path(d), Path(out)
+    m = ir.load(d)
+    model = ModelWrapper(str(d / REFERENCE_ONNX))
     rules.check(model, m.source)
     model = prepare(model, m.source)
     project = f"taper_{m.name}"
-    stage = Path(tempfile.mkdtemp(prefix=".hls4ml.", dir=d))
-    final = d / HLS_DIR
-    try:
-        hm, widened = _convert(model, stage, project, m.part, m.clock_mhz)
-        with _quiet():
-            hm.write()
-        # hls4ml records its output dir in the config; the project moves into place below.
-        yml = stage / "hls4ml_config.yml"
-        yml.write_text(yml.read_text().replace(f"OutputDir: {stage}", f"OutputDir: {final}"))
-        meta = {
-            "key": key,
-            "project": project,
-            "part": m.part,
-            "clock_mhz": m.clock_mhz,
-            "io_type": "io_stream",
-            "input_precision": str(hm.get_input_variables()[0].type.precision),
-            "in_size": int(hm.get_input_variables()[0].size()),
-            "out_size": int(hm.get_output_variables()[0].size()),
-            "widened_accumulators": widened,
-        }
-        write_json(stage / META, meta)
-        if final.exists():
-            shutil.rmtree(final)
-        stage.rename(final)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
+    hm, widened = _convert(model, out, project, m.part, m.clock_mhz)
+    with _quiet():
+        hm.write()
+    yml = out / "hls4ml_config.yml"
+    yml.write_text(
+        yml.read_text().replace(f"OutputDir: {out}", f"OutputDir: {Path(final).resolve()}")
+    )
+    meta = {
+        "project": project,
+        "part": m.part,
+        "clock_mhz": m.clock_mhz,
+        "io_type": "io_stream",
+        "input_precision": str(hm.get_input_variables()[0].type.precision),
+        "in_size": int(hm.get_input_variables()[0].size()),
+        "out_size": int(hm.get_output_variables()[0].size()),
+        "widened_accumulators": widened,
+    }
+    write_json(out / META, meta)
     if not quiet:
-        print(f"[taper] hls4ml project ({project}, Vitis, io_stream) -> {final}", flush=True)
+        print(f"[taper] hls4ml project ({project}, Vitis, io_stream)", flush=True)
     return meta
 
 
 def hls_model(d: Path):
     """The hls4ml ModelGraph of an existing project (for hls4ml's own build)."""
     from compiler import ir
-    from compiler.frontend.compile import REFERENCE_ONNX
 
     d = Path(d)
-    meta = write_project(d, quiet=True)
+    meta = read_meta(d)
+    if meta is None:
+        raise TaperError(f"{d}: no hls4ml project (build it with --backend hls4ml)")
     m = ir.load(d)
     from qonnx.core.modelwrapper import ModelWrapper
 

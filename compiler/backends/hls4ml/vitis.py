@@ -9,8 +9,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from compiler.artifacts import write_json, write_text
 from compiler.backends.hls4ml import convert
+from compiler.build import write_json, write_text
 
 VITIS = "vitis-run"  # what hls4ml 1.3's Vitis back end runs
 BUILD_OPTS = {
@@ -25,12 +25,15 @@ BUILD_OPTS = {
 }
 
 
+def write_build_options(project: Path) -> None:
+    """The options hls4ml's build_prj.tcl reads, so that one command builds the project."""
+    opts = "".join(f"    {k:10s} {v}\n" for k, v in BUILD_OPTS.items())
+    write_text(Path(project) / "build_opt.tcl", "array set opt {\n" + opts + "}\n")
+
+
 def build(d: Path, quiet: bool = False) -> Path | None:
     """Build the project of build directory ``d``; returns its report, or None without Vitis."""
-    convert.write_project(d, quiet=quiet)
     project = Path(d) / convert.HLS_DIR
-    opts = "".join(f"    {k:10s} {v}\n" for k, v in BUILD_OPTS.items())
-    write_text(project / "build_opt.tcl", "array set opt {\n" + opts + "}\n")
     if shutil.which(VITIS) is None:
         print(
             f"[taper] Vitis HLS not found ({VITIS} is not on PATH): nothing synthesized. The "

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 
-from compiler.artifacts import write_text
+from compiler.build import write_text
 from compiler.errors import TaperError
 from compiler.ir.model import Layer, MatVec, Model, Thresholding
 from compiler.ir.types import IntType
@@ -163,14 +164,50 @@ def weight_words(layer: MatVec) -> list[str]:
 
 def threshold_words(layer: Layer, t_bits: int) -> list[str]:
     """One word per fold: PE lanes of N thresholds each (channel = fold*PE + pe)."""
-    channels = layer.out_features if isinstance(layer, MatVec) else layer.channels
+    channels = layer.out_features
     t = np.broadcast_to(layer.thresholds, (channels, layer.thresholds.shape[1]))
     codes = (t.astype(np.int64) & ((1 << t_bits) - 1)).astype(np.uint64)
     return pack_words(codes.reshape(channels // layer.pe, layer.pe * t.shape[1]), t_bits)
 
 
 def in_elems(layer: Layer) -> int:
-    return layer.simd if isinstance(layer, MatVec) else layer.pe
+    return layer.in_elems
+
+
+def _mvu_memories(layer: MatVec, p: dict) -> dict[str, list[str]]:
+    mems = {"weights": weight_words(layer)}
+    if layer.thresholds is not None:
+        mems["thresholds"] = threshold_words(layer, int(p["T_BITS"]))
+    return mems
+
+
+def _thresholding_memories(layer: Thresholding, p: dict) -> dict[str, list[str]]:
+    return {"thresholds": threshold_words(layer, int(p["T_BITS"]))}
+
+
+@dataclass(frozen=True)
+class RtlKind:
+    """How one IR layer kind becomes Verilog: its library module, its parameters and the
+    memory files it reads (``<layer>_<memory>.mem``)."""
+
+    module: str
+    params: Callable[[Layer, str], dict[str, object]]
+    memories: Callable[[Layer, dict], dict[str, list[str]]]
+
+
+MODULES: dict[str, RtlKind] = {
+    "matvec": RtlKind("taper_mvu", mvu_params, _mvu_memories),
+    "thresholding": RtlKind("taper_thresholding", thresholding_params, _thresholding_memories),
+}
+
+
+def rtl_kind(layer: Layer) -> RtlKind:
+    try:
+        return MODULES[layer.kind]
+    except KeyError:
+        raise TaperError(
+            f"layer {layer.name}: the RTL library has no {layer.kind} module yet"
+        ) from None
 
 
 def streams(m: Model) -> tuple[Stream, Stream]:
@@ -233,7 +270,7 @@ def top_verilog(m: Model, params: list[dict]) -> tuple[str, str]:
         lines += [
             f"    logic [{out.width - 1}:0] {n}_tdata;",
             f"    logic {n}_tvalid, {n}_tready;",
-            f"    {'taper_mvu' if isinstance(layer, MatVec) else 'taper_thresholding'} #({plist}) {n} (",
+            f"    {rtl_kind(layer).module} #({plist}) {n} (",
             f"        .clk(clk), .rst_n(rst_n), .s_tdata({f}_tdata), .s_tvalid({f}_tvalid), .s_tready({f}_tready),",
             f"        .m_tdata({n}_tdata), .m_tvalid({n}_tvalid), .m_tready({n}_tready));",
         ]
@@ -265,19 +302,11 @@ def generate(m: Model, out: Path, mem_prefix: str = "") -> dict:
     params = []
     for layer in m.layers:
         ident(layer.name)
-        if isinstance(layer, MatVec):
-            p = mvu_params(layer, mem_prefix)
-            write_text(out / f"{layer.name}_weights.mem", "\n".join(weight_words(layer)) + "\n")
-        elif isinstance(layer, Thresholding):
-            p = thresholding_params(layer, mem_prefix)
-        else:
-            raise TaperError(f"layer {layer.name}: the RTL library has no {layer.kind} module yet")
+        kind = rtl_kind(layer)
+        p = kind.params(layer, mem_prefix)
         params.append(p)
-        if layer.thresholds is not None:
-            write_text(
-                out / f"{layer.name}_thresholds.mem",
-                "\n".join(threshold_words(layer, int(p["T_BITS"]))) + "\n",
-            )
+        for mem, words in kind.memories(layer, p).items():
+            write_text(out / f"{layer.name}_{mem}.mem", "\n".join(words) + "\n")
     top, text = top_verilog(m, params)
     for f in LIBRARY_FILES:
         shutil.copyfile(LIBRARY / f, out / f)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.artifacts import atomic_write
 from compiler.backends.rtl.generate import decode, encode, generate, in_elems, pack_words
+from compiler.build import atomic_write
 from compiler.errors import TaperError
 from compiler.ir.model import Model
 from compiler.tools import tool

