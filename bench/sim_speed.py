@@ -45,8 +45,8 @@ def bench_model(name: str, batch: int, finn_samples: int) -> dict:
     from compiler.frontend import finn_passes as F
     from compiler.frontend.compile import CompileOptions, compile_model
     from compiler.qat.data import load
+    from compiler.references.qonnx import with_batch
     from compiler.sim import bitexact
-    from compiler.verify import with_batch
 
     d = Path(tempfile.mkdtemp()) / name
     m = compile_model(ZOO / f"{name}.onnx", d, CompileOptions(), quiet=True)

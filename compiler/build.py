@@ -231,9 +231,10 @@ class Build:
         write_json(path / MARKER, {"taper": _version(), "created": time.time()})
         return b
 
-    def discard_if_unused(self) -> None:
-        """Remove a directory this run created when no step finished in it."""
-        if self.created and not self.state().steps:
+    def discard_if_unused(self, keep: tuple[str, ...] = ()) -> None:
+        """Remove the directory this run created (after a failure) unless a step in ``keep``
+        finished in it: a failed run leaves nothing behind but costly work."""
+        if self.created and not set(self.state().steps) & set(keep):
             shutil.rmtree(self.path, ignore_errors=True)
 
     def __truediv__(self, name: str) -> Path:
@@ -279,18 +280,16 @@ class Build:
     def why_stale(
         self, step: str, inputs: dict[str, str | None], options: dict, code: str, outputs: list[str]
     ) -> str | None:
-        """The up-to-date rule. None when ``step`` is current: its outputs are as it wrote them
-        and the digests of its ``inputs``, its ``options`` and its ``code`` version are the
-        ones it recorded; otherwise the reason, naming what changed."""
+        """The up-to-date rule. None when ``step`` is current: its outputs exist and the
+        digests of its ``inputs``, its ``options`` and its ``code`` version are the ones it
+        recorded; otherwise the reason, naming what changed. An output edited by hand is kept
+        (see :meth:`edited`): the steps that read it see a changed input."""
         rec = self.state().steps.get(step)
         if rec is None:
             return "never ran"
         for name in outputs:
-            d = digest(self.path / name)
-            if d is None:
+            if not (self.path / name).exists():
                 return f"output {name} is missing"
-            if rec.outputs.get(name) != d:
-                return f"output {name} was changed"
         for name in sorted(set(inputs) | set(rec.inputs)):
             if inputs.get(name) != rec.inputs.get(name):
                 return f"input {name.split(':', 1)[0]} changed"
@@ -300,6 +299,13 @@ class Build:
         if rec.code != code:
             return "its code changed"
         return None
+
+    def edited(self, step: str, outputs: list[str]) -> list[str]:
+        """Outputs of ``step`` that differ from what it wrote (changed by hand)."""
+        rec = self.state().steps.get(step)
+        if rec is None:
+            return []
+        return [n for n in outputs if rec.outputs.get(n) != digest(self.path / n)]
 
     @contextlib.contextmanager
     def staging(self, step: str) -> Iterator[Path]:
@@ -334,8 +340,15 @@ def code_version(modules: list[str], extra: str = "") -> str:
         if spec is None or spec.origin is None:
             raise RuntimeError(f"no module {name}")
         origin = Path(spec.origin)
-        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        root = origin.parent
+        if origin.name == "__init__.py":  # a package: every file in it (Verilog too)
+            files = sorted(
+                f for f in root.rglob("*")
+                if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"
+            )  # fmt: skip
+        else:
+            files = [origin]
         for f in files:
-            h.update(f"{name}:{f.name}".encode())
+            h.update(f"{name}:{f.relative_to(root).as_posix()}".encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]

@@ -93,7 +93,7 @@ _verify_opts = [
 
 _out_opt = click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Build directory (default: build/<name>). taper writes only into a new or empty "
     "directory or one it created.",
 )
@@ -207,7 +207,7 @@ def status(build_dir: Path, as_json: bool) -> None:
 @click.argument("model")
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
     help="Build directory for recipe.yaml, checkpoint.pt, metrics.json and model.onnx.",
 )
@@ -235,7 +235,7 @@ def train(model: str, out: Path, force: bool, quiet: bool, **kw) -> None:
 @click.argument("model")
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
     help="Build directory (reused when up to date; taper writes only into a new or empty "
     "directory or one it created).",
@@ -384,9 +384,7 @@ _study_opts = [
 
 @cli.command()
 @click.argument("model")
-@click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output dir."
-)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output dir.")
 @click.option(
     "--max-accuracy-drop",
     type=click.FloatRange(min=0.0, max=1.0),
@@ -426,9 +424,7 @@ def prune(model, out, max_accuracy_drop, finetune_epochs, trials, workers, stora
 
 @cli.command()
 @click.argument("model")
-@click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output dir."
-)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output dir.")
 @click.option(
     "--budget",
     required=True,

@@ -31,6 +31,7 @@ class Source:
     kind: str  # "recipe" | "onnx"
     ref: str  # recipe name or absolute path; absolute path of the QONNX file
     recipe: str | None = None  # onnx exported from a recipe elsewhere (Brevitas reference)
+    inline: str | None = None  # a recipe given as an object (JSON of its fields), no file
 
     @classmethod
     def recipe_ref(cls, model: str) -> Source:
@@ -41,11 +42,16 @@ class Source:
 
     @classmethod
     def from_recipe(cls, recipe) -> Source:
-        from compiler.qat.recipe import RECIPE_DIR
+        """A validated recipe object (from a file or built in code)."""
+        import json
 
-        if (RECIPE_DIR / f"{recipe.name}.yaml").is_file():
+        from compiler.qat.recipe import RECIPE_DIR, load_recipe
+
+        if (RECIPE_DIR / f"{recipe.name}.yaml").is_file() and load_recipe(
+            recipe.name
+        ).digest() == recipe.digest():
             return cls("recipe", recipe.name)
-        raise TaperError(f"recipe '{recipe.name}': give its YAML path")
+        return cls("recipe", recipe.name, inline=json.dumps(recipe.model_dump(mode="json")))
 
     @classmethod
     def onnx(cls, path: Path, recipe: str | None = None) -> Source:
@@ -71,6 +77,12 @@ class Source:
         return cls.recipe_ref(model)
 
     def recipe_obj(self):
+        if self.inline is not None:
+            import json
+
+            from compiler.qat.recipe import Recipe
+
+            return Recipe.model_validate(json.loads(self.inline))
         from compiler.qat.recipe import load_recipe
 
         return load_recipe(self.ref)
@@ -479,7 +491,7 @@ STEPS: list[Step] = [
     Step(
         "verify",
         "the IR simulator bit for bit against every reference",
-        (B.IR_JSON, B.IR_NPZ, B.REFERENCE_ONNX, B.FINN_HW_ONNX, B.FRONTEND_JSON),
+        (B.IR_JSON, B.IR_NPZ, B.REFERENCE_ONNX, B.FINN_HW_ONNX, B.FRONTEND_JSON, B.HLS4ML_DIR),
         (B.VERIFY_JSON,),
         (
             "compiler.verify",
@@ -625,8 +637,10 @@ def run(
         _check_options(ctx, steps)
         st = b.state()
         st.source = source.to_json()
-        for s in steps:
-            st.requested[s.name] = s.options(ctx)
+        # what this run asks of every step, run now or later: `taper status` compares with it
+        for s in STEPS:
+            if s.applies(ctx) and (s.name != "train" or ctx.recipe is not None):
+                st.requested[s.name] = s.options(ctx)
         if _backend_given(ctx):
             st.requested["backend"] = {"backend": _backend(ctx)}
         b.save_state(st)
@@ -648,7 +662,7 @@ def run(
             rerun = rerun or s.name in force
             ctx.say(f"[taper] {s.name:9s} done" + (f": {note}" if note else ""))
     except BaseException:
-        b.discard_if_unused()
+        b.discard_if_unused(keep=("train",))  # a trained checkpoint is worth keeping
         raise
     b.results = ctx.results  # type: ignore[attr-defined]
     return b
@@ -691,7 +705,7 @@ def _check_options(ctx: Context, steps: list[Step]) -> None:
 @dataclass
 class StepStatus:
     name: str
-    state: str  # current | stale | missing | waiting | skipped
+    state: str  # current | edited | stale | missing | waiting | skipped
     why: str = ""
     seconds: float = 0.0
     finished: float = 0.0
@@ -726,16 +740,15 @@ def status(out: Path) -> list[StepStatus]:
             late = [r for r in s.reads if r in dirty]
             if late:
                 why = f"input {late[0]} is out of date ({dirty[late[0]]} is stale)"
+        state = "current" if why is None else "stale"
         if why is not None:
             dirty.update({w: s.name for w in s.writes})
-        r = StepStatus(
-            s.name,
-            "current" if why is None else "stale",
-            why or "",
-            rec.seconds,
-            rec.finished,
-            rec.note,
-        )
+        else:
+            edited = b.edited(s.name, list(s.writes))
+            if edited:
+                state = "edited"
+                why = f"output {edited[0]} was changed by hand (kept; --force {s.name} rebuilds)"
+        r = StepStatus(s.name, state, why or "", rec.seconds, rec.finished, rec.note)
         rows.append(r)
     return rows
 
