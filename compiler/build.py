@@ -147,7 +147,7 @@ def remove_stale_partials(parent: Path) -> list[Path]:
                 pid = int(p.name.split(".partial-", 1)[1].split("-", 1)[0])
             except ValueError:
                 continue
-            if _pid_alive(pid) and pid != os.getpid():
+            if _pid_alive(pid):  # a running process's (this one's too): in use
                 continue
         elif not p.name.endswith(".tmp") or time.time() - p.stat().st_mtime < 3600:
             continue
@@ -290,12 +290,12 @@ class Build:
         for name in outputs:
             if not (self.path / name).exists():
                 return f"output {name} is missing"
-        for name in sorted(set(inputs) | set(rec.inputs)):
-            if inputs.get(name) != rec.inputs.get(name):
-                return f"input {name.split(':', 1)[0]} changed"
         for k in sorted(set(options) | set(rec.options)):
             if options.get(k) != rec.options.get(k):
                 return f"option {k} changed ({rec.options.get(k)!r} -> {options.get(k)!r})"
+        for name in sorted(set(inputs) | set(rec.inputs)):
+            if inputs.get(name) != rec.inputs.get(name):
+                return f"input {name.split(':', 1)[0]} changed"
         if rec.code != code:
             return "its code changed"
         return None
