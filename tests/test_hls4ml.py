@@ -204,7 +204,7 @@ def binary_mlp(tmp_path_factory):
 
 
 def test_binary_activations_are_refused(binary_mlp):
-    from compiler.frontend.compile import REFERENCE_ONNX
+    from compiler.build import REFERENCE_ONNX
 
     rule, node = rule_of(ModelWrapper(str(binary_mlp / REFERENCE_ONNX)))
     assert rule == "no 1-bit activations"
@@ -217,7 +217,7 @@ def test_hls4ml_binary_activations_are_still_inexact(binary_mlp, tmp_path):
     (hls4ml 1.3 stores the +-1 weights of an XNOR Dense in one unsigned bit, so every weight
     becomes +1; with wider inputs its thresholds land in a type the C++ does not accept.)"""
     from compiler.backends.hls4ml import csim
-    from compiler.frontend.compile import REFERENCE_ONNX
+    from compiler.build import REFERENCE_ONNX
     from compiler.sim import bitexact
     from compiler.verify import _output_to_int, make_inputs
 

@@ -88,13 +88,13 @@ def test_random_mlp_is_bit_exact(tmp_path_factory, spec):
 # hls4ml's rules refuse 1-bit activations (tests/test_hls4ml.py)
 @given(spec=mlps(batchnorm=st.sampled_from([False, "fold"]), min_act_bits=2))
 def test_random_hls4ml_mlp_is_bit_exact(tmp_path_factory, spec):
-    from compiler.backends.hls4ml import convert
+    from compiler import flow
 
     d = tmp_path_factory.mktemp("prop_hls")
     recipe = Recipe.model_validate(spec)
     train(recipe, d, quiet=True)
     compile_model(d / "model.onnx", d / "hw", CompileOptions(target_fps=1e6), quiet=True)
-    convert.write_project(d / "hw", quiet=True)
+    flow.run(d / "hw", None, flow.Options(backend="hls4ml"), only=["hls4ml"], quiet=True)
     v = verify(d / "hw", samples=200, against=["qonnx", "hls4ml"], data="digits", quiet=True)
     for ref, res in v.references.items():
         assert res.mismatches == 0, (spec, ref, res.first)
