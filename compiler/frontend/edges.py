@@ -15,6 +15,7 @@ import numpy as np
 
 from compiler.errors import TaperError
 from compiler.frontend.finn_passes import OUTPUT_EDGE_OPS, SHAPE_OPS, is_hw
+from compiler.frontend.load import describe
 from compiler.ir.model import FloatStep, InputEdge, OutputEdge
 from compiler.ir.types import IntType
 
@@ -128,7 +129,11 @@ def extract_input_quant(model) -> InputQuant | None:
     dtype = model.get_initializer(node.input[1]).dtype  # float32, or float64 in a float64 copy
     model.set_initializer(scale_name, np.asarray(scale, dtype=dtype))
     mul = helper.make_node(
-        "Mul", [node.input[0], scale_name], [node.output[0]], name="taper_input_scale"
+        "Mul",
+        [node.input[0], scale_name],
+        [node.output[0]],
+        name="taper_input_scale",
+        doc_string=node.doc_string,  # the user's quantizer, for messages
     )
     idx = list(model.graph.node).index(node)
     model.graph.node.remove(node)
@@ -175,7 +180,7 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
         )
         if out_type.bipolar:  # keep the multithreshold form: 2*count-1 is a different bias
             raise TaperError(
-                f"{source}: node {first.name}: bipolar input thresholds are not supported"
+                f"{source}: node {describe(first)}: bipolar input thresholds are not supported"
             )
         lo += 1
         if lo > hi:
@@ -201,19 +206,23 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
         )
 
     steps: list[FloatStep] = []
-    for n in nodes[hi + 1 :]:
+    tail: list[tuple[int, FloatStep]] = []
+    for i, n in enumerate(nodes[hi + 1 :], start=hi + 1):
         if n.op_type not in OUTPUT_EDGE_OPS:
             raise TaperError(_unmapped(model, n, source))
         if n.op_type == "Softmax":
             steps.append(FloatStep("softmax"))
             continue
-        const = next(
-            (model.get_initializer(i) for i in n.input if model.get_initializer(i) is not None),
-            None,
-        )
+        const = output_constant(model, n)
         if const is None:
             raise TaperError(_unmapped(model, n, source))
         steps.append(FloatStep(n.op_type.lower(), np.asarray(const, dtype=np.float32).reshape(-1)))
+        tail.append((i, steps[-1]))
+    # finn_passes.exact_thresholds replaces these float32 constants by the float64 ones of
+    # the same passes in float64: mapping a reference's output back to the hardware's
+    # integers divides by them, and a float32 constant is off by far more than 1/2 there
+    # when the output scale is small against the offset (BatchNorm before the output).
+    model.taper_output_steps = tail
     out_shape = tuple(model.get_tensor_shape(model.graph.output[0].name)[1:])
     return Edges(
         input=edge,
@@ -225,9 +234,17 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
     )
 
 
+def output_constant(model, node) -> np.ndarray | None:
+    """The constant operand of a trailing Mul/Add."""
+    return next(
+        (model.get_initializer(i) for i in node.input if model.get_initializer(i) is not None),
+        None,
+    )
+
+
 def _float_input(node, source: str) -> str:
     return (
-        f"{source}: node {node.name} ({node.op_type}): its input is a float, not quantized "
+        f"{source}: node {describe(node)}: its input is a float, not quantized "
         "integers; name the input's fixed-point type with --input-type (e.g. fixed<16,6>)"
     )
 
@@ -237,6 +254,6 @@ def _unmapped(model, node, source: str) -> str:
     if node.op_type in ("MatMul", "Gemm") and dt is not None and not dt.is_integer():
         return _float_input(node, source)
     return (
-        f"{source}: node {node.name} ({node.op_type}): neither a hardware layer nor a host "
+        f"{source}: node {describe(node)}: neither a hardware layer nor a host "
         "edge op (leading Reshape/Flatten, trailing Mul/Add/Softmax) can take it"
     )

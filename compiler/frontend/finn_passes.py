@@ -20,6 +20,13 @@ covered by a test in ``tests/test_finn_compat.py`` that fails when upstream chan
   float64 graph is not executable: FINN mixes in float32 constants). ONNX shape inference
   loses some HW node output shapes in the float64 copy; ``_restore_hw_shapes`` puts them
   back from the nodes themselves.
+- FINN's errors name its own nodes (``MultiThreshold_0``): every pass runs through
+  ``_transform``, which carries the user's node names (stamped by ``load``) over to the
+  nodes FINN makes and rewrites FINN's messages to name the user's node.
+- Graphs FINN cannot make exact integer hardware of are refused before FINN runs, naming the
+  user's node and what to change (``check_supported``): a 1-bit unsigned activation (Brevitas
+  exports QuantReLU(bit_width=1) as Relu + BipolarQuant), per-channel activation scales
+  before a MatMul, a bipolar model input whose first layer is not binary (XNOR).
 - ``SetFolding`` and the estimate analyses need specialized nodes (``MVAU_hls``...), while
   only the generic nodes execute in Python (``*_hls`` need Vitis for cppsim): the finn
   reference executes the generic graph saved before specialization (``finn_hw.onnx``).
@@ -38,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.errors import TaperError
+from compiler.frontend.load import describe, origin, source_of
 
 HW_DOMAIN = "finn.custom_op.fpgadataflow"
 SHAPE_OPS = {"Reshape", "Flatten"}
@@ -70,6 +78,44 @@ def is_hw(node) -> bool:
     return node.domain.startswith(HW_DOMAIN)
 
 
+def _transform(model, t):
+    """``model.transform(t)``; new nodes inherit the origin of the node they replace (same
+    data input, else same output), and a failure is a TaperError naming the user's node."""
+    import re
+
+    by_input, by_output = {}, {}
+    for n in model.graph.node:
+        if origin(n) is not None:
+            if n.input:
+                by_input.setdefault(n.input[0], n.doc_string)
+            for o in n.output:
+                by_output.setdefault(o, n.doc_string)
+    try:
+        new = model.transform(t)
+    except TaperError:
+        raise
+    except Exception as e:  # FINN's passes raise anything on graphs they cannot take
+        msg = " ".join(str(e).split()) or type(e).__name__
+        nodes = {n.name: n for n in model.graph.node if n.name}
+        named = [nodes[w] for w in re.findall(r"[A-Za-z_][\w.:/-]*", msg) if w in nodes]
+        where = f"node {describe(named[0])}" if named else "the graph"
+        for name in sorted(nodes, key=len, reverse=True):
+            if any(n.name == name for n in named):
+                msg = re.sub(rf"(?<![\w]){re.escape(name)}(?![\w])", describe(nodes[name]), msg)
+        raise TaperError(
+            f"{source_of(model)}: FINN's {type(t).__name__} cannot take {where} "
+            f"({type(e).__name__}: {msg})"
+        ) from None
+    for n in new.graph.node:
+        if origin(n) is None:
+            d = (by_input.get(n.input[0]) if n.input else None) or next(
+                (by_output[o] for o in n.output if o in by_output), None
+            )
+            if d is not None:
+                n.doc_string = d
+    return new
+
+
 def _tidy(model):
     from qonnx.transformation.fold_constants import FoldConstants
     from qonnx.transformation.general import (
@@ -88,7 +134,7 @@ def _tidy(model):
         InferDataTypes(),
         RemoveStaticGraphInputs(),
     ):
-        model = model.transform(t)
+        model = _transform(model, t)
     return model
 
 
@@ -124,6 +170,150 @@ def _half_even_ties():
     return HalfEvenTies()
 
 
+MATMUL_OPS = {"MatMul", "Gemm", "Conv"}
+MAX_WEIGHT_BITS = 8  # what the IR and the RTL back end take
+
+
+def _attr(node, name: str, default):
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def check_supported(model) -> None:
+    """Refuse, naming the user's node and what to change, graphs FINN cannot turn into exact
+    integer hardware (or turns into wrong hardware without an error)."""
+    g = model.graph
+    src = source_of(model)
+    inits = {t.name for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+
+    def consumer(t: str):
+        """The one node reading ``t``, through shape ops; None when not exactly one."""
+        while True:
+            cs = model.find_consumers(t)
+            if len(cs) != 1:
+                return None
+            if cs[0].op_type not in SHAPE_OPS:
+                return cs[0]
+            t = cs[0].output[0]
+
+    def feeding(t: str):
+        """The node writing ``t``, through shape ops."""
+        n = producer.get(t)
+        while n is not None and n.op_type in SHAPE_OPS:
+            n = producer.get(n.input[0])
+        return n
+
+    def next_product(t: str):
+        """The first matrix product ``t`` reaches as its data input (through shape and
+        elementwise ops), if any."""
+        n = consumer(t)
+        while n is not None and n.op_type in ("Mul", "Add", "Sub", "Div", "Relu", "Identity"):
+            n = consumer(n.output[0])
+        return n if n is not None and n.op_type in MATMUL_OPS else None
+
+    for n in g.node:
+        if n.op_type not in ("Quant", "BipolarQuant") or n.input[0] in inits:
+            continue
+        if feeding(n.input[0]) is None and n.input[0] != g.input[0].name:
+            continue  # a weight quantizer on a computed constant
+        prev = feeding(n.input[0])
+        if n.op_type == "BipolarQuant" and prev is not None and prev.op_type == "Relu":
+            raise TaperError(
+                f"{src}: node {describe(n)} after {describe(prev)}: a 1-bit unsigned activation "
+                "(Brevitas exports QuantReLU with bit_width=1 as Relu + BipolarQuant, which is "
+                "always +1); use a bipolar QuantIdentity (1-bit signed) or a 2-bit unsigned "
+                "activation"
+            )
+        if n.op_type == "Quant":
+            bits = model.get_initializer(n.input[3])
+            if (
+                bits is not None
+                and bits.size == 1
+                and float(bits) == 1
+                and not _attr(n, "signed", 1)
+            ):
+                raise TaperError(
+                    f"{src}: node {describe(n)}: a 1-bit unsigned activation, which FINN's "
+                    "thresholds do not reproduce; use a bipolar QuantIdentity (1-bit signed) or "
+                    "a 2-bit unsigned activation"
+                )
+        scale = model.get_initializer(n.input[1]) if len(n.input) > 1 else None
+        if scale is not None and np.unique(scale).size > 1:
+            mm = next_product(n.output[0])
+            if mm is not None:
+                raise TaperError(
+                    f"{src}: node {describe(n)}: per-channel activation scales before "
+                    f"{describe(mm)} cannot become integer weights (the hardware needs one "
+                    "scale per tensor there); use a per-tensor activation quantizer "
+                    "(Brevitas: scaling_per_output_channel=False)"
+                )
+    # A bipolar input is thresholded on the host only in front of an XNOR layer.
+    first = consumer(g.input[0].name)
+    if first is not None and first.op_type == "BipolarQuant":
+        mm = consumer(first.output[0])
+        w = feeding(mm.input[1]) if mm is not None and mm.op_type in MATMUL_OPS else None
+        if w is None or w.op_type != "BipolarQuant":
+            what = describe(mm) if mm is not None else "its consumer"
+            raise TaperError(
+                f"{src}: node {describe(first)}: a bipolar (±1) model input needs a first "
+                f"layer with bipolar weights (an XNOR layer), but {what} has other weights; "
+                "quantize the input to 2 or more bits, or use 1-bit weights in the first layer"
+            )
+
+
+def _absorb_signs():
+    from qonnx.core.datatype import DataType
+    from qonnx.transformation.base import Transformation
+
+    from compiler.ir.types import IntType
+
+    class AbsorbSignsIntoWeights(Transformation):
+        """FINN factors a negative per-channel scale (BatchNorm) into a magnitude, absorbed
+        into the thresholds, and a ±1 Mul it absorbs into the MatMul's weights only when
+        the negated weights stay in the weight type: negating -2^(b-1) of full-range
+        weights does not, and the Mul is left between MatMul and thresholds. Absorb it with
+        the weight type widened by the one bit it needs."""
+
+        def apply(self, model):
+            for n in model.graph.node:
+                if n.op_type != "MatMul" or model.is_fork_node(n):
+                    continue
+                w = model.get_initializer(n.input[1])
+                c = model.find_consumer(n.output[0])
+                if w is None or c is None or c.op_type != "Mul":
+                    continue
+                a = model.get_initializer(c.input[1])
+                if a is None or not np.all(np.abs(a) == 1) or a.ndim > 2:
+                    continue
+                new = w * a.reshape(1, -1)
+                wdt = model.get_tensor_datatype(n.input[1])
+                if new.shape != w.shape or not wdt.is_integer():
+                    continue
+                if not all(wdt.allowed(v) for v in np.unique(new)):
+                    t = IntType.for_range(min(new.min(), 0), max(new.max(), 0))
+                    if t.bits > MAX_WEIGHT_BITS:
+                        raise TaperError(
+                            f"{source_of(model)}: node {describe(n)}: a negative scale after "
+                            f"it (BatchNorm) negates its full-range {wdt.name} weights to "
+                            f"{t.name}, beyond {MAX_WEIGHT_BITS}-bit weights; use narrow-range "
+                            "weights (Brevitas: narrow_range=True)"
+                        )
+                    wdt = DataType[t.name]
+                model.set_initializer(n.input[1], new.astype(w.dtype))
+                model.set_tensor_datatype(n.input[1], wdt)
+                n.output[0] = c.output[0]
+                model.graph.node.remove(c)
+                return model, True
+            return model, False
+
+    return AbsorbSignsIntoWeights()
+
+
 def streamline(model):
     """QONNX -> FINN dialect, streamlined to integer MatMuls between MultiThresholds."""
     import finn.transformation.streamline.absorb as absorb
@@ -133,7 +323,8 @@ def streamline(model):
     from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
     from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
 
-    model = _tidy(model.transform(ConvertQONNXtoFINN()))
+    check_supported(model)
+    model = _tidy(_transform(model, ConvertQONNXtoFINN()))
     for t in (
         absorb.AbsorbSignBiasIntoMultiThreshold(),
         absorb.AbsorbScalarBiasIntoMultiThreshold(),
@@ -144,10 +335,11 @@ def streamline(model):
         absorb.AbsorbMulIntoMultiThreshold(),
         ConvertBipolarMatMulToXnorPopcount(),
         Streamline(),
+        _absorb_signs(),
         _half_even_ties(),
         RoundAndClipThresholds(),
     ):
-        model = _tidy(model.transform(t))
+        model = _tidy(_transform(model, t))
     return model
 
 
@@ -168,17 +360,22 @@ def to_hw(model):
         InferQuantizedMatrixVectorActivation(),
         InferThresholdingLayer(),
     ):
-        model = model.transform(t)
+        model = _transform(model, t)
     return _tidy(model)
 
 
 def exact_thresholds(hw32, hw64) -> None:
-    """Copy the integer-input thresholds of ``hw64`` (same passes, float64) into ``hw32``."""
-    from compiler.errors import TaperError
-
+    """Copy the integer-input thresholds of ``hw64`` (same passes, float64) into ``hw32``,
+    and the float64 constants of the output edge into its steps (``edges.split_edges``)."""
     n32, n64 = list(hw32.graph.node), list(hw64.graph.node)
     if [n.op_type for n in n32] != [n.op_type for n in n64]:
         raise TaperError("FINN's passes gave different graphs in float32 and float64")
+    from compiler.frontend.edges import output_constant
+
+    for i, step in getattr(hw32, "taper_output_steps", []):
+        c = output_constant(hw64, n64[i])
+        if c is not None and c.size == step.value.size:
+            step.value = np.asarray(c, dtype=np.float64).reshape(-1)
     for a, b in zip(n32, n64, strict=True):
         if not is_hw(a) or not hw32.get_tensor_datatype(a.input[0]).is_integer():
             continue
@@ -218,13 +415,13 @@ def hw_only(model, first: str, last: str):
 def specialize(model, part: str):
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
 
-    return _tidy(model.transform(SpecializeLayers(part)))
+    return _tidy(_transform(model, SpecializeLayers(part)))
 
 
 def set_folding(model, target_cycles: int):
     from finn.transformation.fpgadataflow.set_folding import SetFolding
 
-    return model.transform(SetFolding(target_cycles_per_frame=max(1, int(target_cycles))))
+    return _transform(model, SetFolding(target_cycles_per_frame=max(1, int(target_cycles))))
 
 
 def fold_attrs(node) -> dict[str, int]:
@@ -243,12 +440,49 @@ def fold_attrs(node) -> dict[str, int]:
     return {"PE": inst.get_nodeattr("PE"), "NumChannels": inst.get_nodeattr("NumChannels")}
 
 
+FOLDING_FIELDS = ("PE", "SIMD")
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _folding_defaults(defaults, source: str) -> list[tuple[str, int, object]]:
+    """FINN's ``"Defaults": {"PE": [value, ["MVAU_hls", ...] or "all", ...]}`` as a list of
+    (field, value, op types or "all"), checked."""
+    example = '{"PE": [2, ["MVAU_hls"]]}'
+    if not isinstance(defaults, dict):
+        raise TaperError(f"{source}: 'Defaults': expected a mapping like {example}")
+    out = []
+    for key, spec in defaults.items():
+        where = f"{source}: 'Defaults' field '{key}'"
+        if key not in FOLDING_FIELDS:
+            raise TaperError(f"{source}: 'Defaults': unknown folding field '{key}'")
+        if not isinstance(spec, list) or not spec or len(spec) % 2:
+            raise TaperError(f'{where}: expected [value, [op types] or "all", ...]')
+        for value, ops in zip(spec[::2], spec[1::2], strict=True):
+            if not _positive_int(value):
+                raise TaperError(f"{where}: {key} must be a positive integer, got {value!r}")
+            if ops != "all" and not (
+                isinstance(ops, list) and all(isinstance(o, str) for o in ops)
+            ):
+                raise TaperError(f'{where}: expected a list of op types or "all" after {value}')
+            out.append((key, value, ops))
+    return out
+
+
 def apply_folding(model, config: dict, source: str):
-    """Apply a folding file ``{layer: {"PE": p, "SIMD": s}}``, checking what FINN does not."""
+    """Apply a folding file ``{layer: {"PE": p, "SIMD": s}}`` (with FINN's optional
+    ``"Defaults"`` entry), checking what FINN does not: fields, values, divisibility."""
     from finn.transformation.general import ApplyConfig
     from qonnx.custom_op.registry import getCustomOp
 
     nodes = {n.name: n for n in model.graph.node if is_hw(n)}
+    if not isinstance(config, dict):
+        raise TaperError(
+            f'{source}: expected a JSON object mapping layer names to {{"PE", "SIMD"}}'
+        )
+    defaults = _folding_defaults(config["Defaults"], source) if "Defaults" in config else []
     for name, cfg in config.items():
         if name == "Defaults":
             continue
@@ -260,18 +494,31 @@ def apply_folding(model, config: dict, source: str):
             raise TaperError(f"{source}: layer '{name}': expected a mapping like {{\"PE\": 4}}")
         attrs = getCustomOp(nodes[name]).get_nodeattr_types()
         for key, value in cfg.items():
-            if key not in ("PE", "SIMD") or key not in attrs:
+            if key not in FOLDING_FIELDS or key not in attrs:
                 raise TaperError(f"{source}: layer '{name}': unknown folding field '{key}'")
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not _positive_int(value):
                 raise TaperError(f"{source}: layer '{name}': {key} must be a positive integer")
-        sizes = fold_attrs(nodes[name])
+    resolved: dict[str, dict[str, int]] = {}
+    for name, node in nodes.items():
+        attrs = getCustomOp(node).get_nodeattr_types()
+        base = node.op_type.rsplit("_", 1)[0] if node.op_type.endswith(("_hls", "_rtl")) else None
+        cfg: dict[str, int] = {}
+        origin_of: dict[str, str] = {}
+        for key, value, ops in defaults:  # later entries win, as in FINN
+            if key in attrs and (ops == "all" or node.op_type in ops or base in ops):
+                cfg[key], origin_of[key] = value, "'Defaults' "
+        for key, value in config.get(name, {}).items():
+            cfg[key], origin_of[key] = value, ""
+        sizes = fold_attrs(node)
         for key, size_key in (("PE", "MH" if "MH" in sizes else "NumChannels"), ("SIMD", "MW")):
             if key in cfg and sizes[size_key] % cfg[key]:
                 raise TaperError(
-                    f"{source}: layer '{name}': {key}={cfg[key]} does not divide "
-                    f"{size_key}={sizes[size_key]}"
+                    f"{source}: layer '{name}': {origin_of[key]}{key}={cfg[key]} does not "
+                    f"divide {size_key}={sizes[size_key]}"
                 )
-    return model.transform(ApplyConfig({"Defaults": {}, **config}))
+        if cfg:
+            resolved[name] = cfg
+    return _transform(model, ApplyConfig({"Defaults": {}, **resolved}))
 
 
 def estimates(model, part: str) -> dict[str, dict[str, float]]:

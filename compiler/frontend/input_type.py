@@ -16,6 +16,9 @@ from onnx import helper
 from compiler.errors import TaperError
 
 MAX_INPUT_BITS = 16
+# 2**e is a finite normal float32 for e in -126..127
+MIN_SCALE_EXP = int(np.finfo(np.float32).minexp)
+MAX_SCALE_EXP = int(np.finfo(np.float32).maxexp) - 1
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,17 @@ def parse_input_type(text: str) -> FixedType:
         ft = FixedType(int(m.group(2)), int(m.group(2)), not m.group(1))
     if not 1 <= ft.bits <= MAX_INPUT_BITS:
         raise TaperError(f"--input-type: width must be 1..{MAX_INPUT_BITS} bits, got {ft.bits}")
+    exp = ft.int_bits - ft.bits  # the scale is 2**exp, a float32 in the model and the IR
+    if not MIN_SCALE_EXP <= exp <= MAX_SCALE_EXP:
+        raise TaperError(
+            f"--input-type '{text}': scale 2^{exp} is not a finite normal float32 value "
+            f"(I - W must be {MIN_SCALE_EXP}..{MAX_SCALE_EXP})"
+        )
+    if ft.int_bits > MAX_SCALE_EXP:  # the largest value is below 2**I
+        raise TaperError(
+            f"--input-type '{text}': values up to 2^{ft.int_bits} are not finite float32 "
+            f"values (I must be at most {MAX_SCALE_EXP})"
+        )
     return ft
 
 

@@ -7,6 +7,7 @@ import re
 import numpy as np
 
 from compiler.errors import TaperError
+from compiler.frontend.load import describe
 from compiler.ir.model import FIFO, Layer, MatVec, Thresholding
 from compiler.ir.types import IntType
 
@@ -48,7 +49,7 @@ def lower_node(model, node, source: str) -> Layer:
     n_vectors = int(np.prod(a("numInputVectors")))
     if base == "MVAU":
         xnor = bool(a("binaryXnorMode"))
-        w = _int_array(model.get_initializer(node.input[1]), "weights", node.name, source).T
+        w = _int_array(model.get_initializer(node.input[1]), "weights", describe(node), source).T
         weight_type = IntType.parse(a("weightDataType"))
         acc = accumulator_type(w, input_type, xnor)
         thresholds = None
@@ -56,7 +57,9 @@ def lower_node(model, node, source: str) -> Layer:
         out_type = acc
         if not a("noActivation"):
             thresholds = np.sort(
-                _int_array(model.get_initializer(node.input[2]), "thresholds", node.name, source),
+                _int_array(
+                    model.get_initializer(node.input[2]), "thresholds", describe(node), source
+                ),
                 axis=1,
             )
             out_type = IntType.parse(a("outputDataType"))
@@ -80,7 +83,7 @@ def lower_node(model, node, source: str) -> Layer:
     if base == "Thresholding":
         out_type = IntType.parse(a("outputDataType"))
         thresholds = np.sort(
-            _int_array(model.get_initializer(node.input[1]), "thresholds", node.name, source),
+            _int_array(model.get_initializer(node.input[1]), "thresholds", describe(node), source),
             axis=1,
         )
         return Thresholding(
@@ -95,7 +98,7 @@ def lower_node(model, node, source: str) -> Layer:
             pe=int(a("PE")),
             n_vectors=n_vectors,
         )
-    raise TaperError(f"{source}: node {node.name} ({node.op_type}): no IR layer for this op yet")
+    raise TaperError(f"{source}: node {describe(node)}: no IR layer for this op yet")
 
 
 def lower_chain(model, source: str) -> tuple[list[Layer], list[FIFO]]:
@@ -109,7 +112,7 @@ def lower_chain(model, source: str) -> tuple[list[Layer], list[FIFO]]:
         try:
             layer.check()
         except ValueError as e:
-            raise TaperError(f"{source}: {e}") from None
+            raise TaperError(f"{source}: node {describe(node)}: {e}") from None
         fifos.append(FIFO(tensor=layer.input, depth=2, width=layer.in_width))
         layers.append(layer)
         prev = layer.output
