@@ -150,10 +150,7 @@ def _taper(*args, **kw) -> subprocess.Popen:
     )  # fmt: skip
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_during_verification_resumes_without_retraining_or_recompiling(tmp_path, sig):
-    d = tmp_path / "digits"
+def _kill_during_verify(d: Path, sig: int) -> list[str]:
     p = _taper("build", "digits_mlp", "--out", d, "--until", "verify", "--epochs", "2")
     seen = []
     for line in p.stdout:
@@ -164,17 +161,31 @@ def test_killed_during_verification_resumes_without_retraining_or_recompiling(tm
             break
     p.wait(timeout=120)
     assert any("verify    running" in s for s in seen), "".join(seen)
+    assert p.returncode == (130 if sig == signal.SIGTERM else -signal.SIGKILL)
+    return seen
+
+
+@pytest.mark.slow
+def test_killed_during_verification_resumes_without_retraining_or_recompiling(tmp_path):
+    d = tmp_path / "digits"
+    # SIGTERM unwinds like Ctrl-C: the staging directory is removed on the way out
+    _kill_during_verify(d, signal.SIGTERM)
     assert not (d / B.VERIFY_JSON).exists()
-    partials = [q.name for q in d.iterdir() if ".partial-" in q.name]
-    if sig == signal.SIGTERM:  # unwinds like Ctrl-C: the staging directory is gone
-        assert partials == [] and p.returncode == 130
+    assert [q.name for q in d.iterdir() if ".partial-" in q.name] == []
     recs = B.Build(d).state().steps
     assert set(recs) == {"train", "export", "frontend", "lower", "rtl"}
+    # SIGKILL leaves the staging directory; the next run removes it
+    seen = _kill_during_verify(d, signal.SIGKILL)
+    for name in ("train", "export", "frontend", "lower", "rtl"):
+        assert any(f"{name:9s} up to date" in s for s in seen), seen
+    assert [q.name for q in d.iterdir() if ".partial-" in q.name] != []
     q = _taper("build", "digits_mlp", "--out", d, "--until", "verify", "--epochs", "2")
     out = q.communicate(timeout=600)[0]
     assert q.returncode == 0, out
     for name in ("train", "export", "frontend", "lower", "rtl"):
         assert f"{name:9s} up to date" in out, out
     assert "verify    running (never ran)" in out
-    assert not [q.name for q in d.iterdir() if ".partial-" in q.name]  # stale partials removed
-    assert B.Build(d).state().steps["train"].finished == recs["train"].finished
+    assert [q.name for q in d.iterdir() if ".partial-" in q.name] == []
+    after = B.Build(d).state().steps
+    assert all(after[n].finished == recs[n].finished for n in recs)  # nothing re-ran
+    assert json.loads((d / B.VERIFY_JSON).read_text())["references"]["rtl"]["mismatches"] == 0
