@@ -24,7 +24,22 @@ def cli() -> None:
 
 # ---------------------------------------------------------------------------- options
 
-_FLOAT = click.FLOAT  # finiteness and ranges are checked by the flow, with one-line errors
+
+class Finite(click.FloatRange):
+    """A float option that must be a finite number (click's ranges let nan through)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+_FLOAT = Finite()  # ranges are checked by the flow, with one-line errors
 
 _train_opts = [
     click.option("--epochs", type=click.IntRange(1, 100_000), help="Override the recipe's epochs."),
@@ -377,7 +392,7 @@ _study_opts = [
         help="Optuna storage URL shared by workers on many machines (a relational database, "
         "e.g. postgresql://... or sqlite:///path); default: OUT/optuna.db (resumable).",
     ),
-    click.option("--seed", type=int, help="Override the recipe's seed."),
+    click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Override the recipe's seed."),
     click.option("-q", "--quiet", is_flag=True),
 ]
 
@@ -387,7 +402,7 @@ _study_opts = [
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output dir.")
 @click.option(
     "--max-accuracy-drop",
-    type=click.FloatRange(min=0.0, max=1.0),
+    type=Finite(min=0.0, max=1.0),
     default=0.01,
     show_default=True,
     help="Largest allowed validation accuracy loss (fraction: 0.01 = 1 point).",
@@ -530,8 +545,9 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("taper: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # usage errors too: one line, naming the option
+        msg = " ".join(e.format_message().split())
+        click.echo(f"taper: error: {msg}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("taper: interrupted", err=True)
