@@ -9,6 +9,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from test_search import short_digits_mlp
 
 from compiler.qat import prune as P
 from compiler.qat.data import load
@@ -46,7 +47,7 @@ def test_transfer_keeps_what_the_surviving_neurons_compute():
 def test_two_workers_share_one_storage_disjoint_and_complete(tmp_path, taper):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     r = taper(
-        "prune", "digits_mlp", "--out", tmp_path / "out", "--trials", "6",
+        "prune", short_digits_mlp(tmp_path, 5), "--out", tmp_path / "out", "--trials", "6",
         "--workers", "2", "--storage", url, "--max-accuracy-drop", "0.05",
         "--finetune-epochs", "2", "-q",
     )  # fmt: skip
@@ -63,7 +64,8 @@ def test_two_workers_share_one_storage_disjoint_and_complete(tmp_path, taper):
     assert m["weight_memory_bits"] < m["base_weight_memory_bits"]
     assert sum(m["hidden"]) < sum(m["base_hidden"])
     # the pruned model compiles and verifies like any other
-    v = taper("verify", tmp_path / "out" / "model.onnx", "--data", "digits", "--json")
+    # (a QONNX file builds into ./build/<stem>: here, not in the repo where others collide)
+    v = taper("verify", tmp_path / "out" / "model.onnx", "--data", "digits", "--json", cwd=tmp_path)
     assert v.returncode == 0, v.stderr
     refs = json.loads(v.stdout)["references"]
     assert refs["qonnx"]["mismatches"] == 0 and refs["rtl"]["mismatches"] == 0
@@ -71,9 +73,10 @@ def test_two_workers_share_one_storage_disjoint_and_complete(tmp_path, taper):
 
 @pytest.mark.slow
 def test_prune_resumes_from_its_storage(tmp_path, taper):
-    args = ["prune", "digits_mlp", "--out", tmp_path, "--max-accuracy-drop", "0.5"]
+    recipe = short_digits_mlp(tmp_path, 3)
+    args = ["prune", recipe, "--out", tmp_path / "out", "--max-accuracy-drop", "0.5"]
     args += ["--finetune-epochs", "1", "-q"]
     assert taper(*args, "--trials", "3").returncode == 0
     assert taper(*args, "--trials", "5").returncode == 0
-    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'optuna.db'}")
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'out' / 'optuna.db'}")
     assert summary.n_trials == 5  # 3 kept, 2 more run

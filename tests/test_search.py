@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import yaml
 
 from compiler.errors import TaperError
 from compiler.qat import search as S
-from compiler.qat.recipe import Recipe
+from compiler.qat.recipe import Recipe, recipe_path
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -43,11 +44,20 @@ def test_bad_budget(text):
         S.parse_budget(text)
 
 
+def short_digits_mlp(tmp_path, epochs: int) -> Path:
+    """models/digits_mlp.yaml with fewer epochs (a search or a prune trains it many times)."""
+    doc = yaml.safe_load(recipe_path("digits_mlp").read_text())
+    doc["train"]["epochs"] = epochs
+    path = tmp_path / "digits_mlp.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
 @pytest.mark.slow
 def test_search_writes_a_recipe_within_budget_and_its_pareto_plot(tmp_path, taper):
     out = tmp_path / "s"
-    r = taper("search", "digits_mlp", "--out", out, "--budget", "weight_bits=12000",
-              "--trials", "4", "-q")  # fmt: skip
+    r = taper("search", short_digits_mlp(tmp_path, 3), "--out", out,
+              "--budget", "weight_bits=12000", "--trials", "4", "-q")  # fmt: skip
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "metrics.json").read_text())
     recipe = Recipe.model_validate(yaml.safe_load((out / "recipe.yaml").read_text()))
@@ -59,7 +69,8 @@ def test_search_writes_a_recipe_within_budget_and_its_pareto_plot(tmp_path, tape
     assert m["baselines"]["uniform"]["bits"] == [3, 3, 3]  # 4 bits would be 13,568
     assert len(m["trials"]) >= 4
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
-    v = taper("verify", out / "model.onnx", "--data", "digits", "--json")
+    # (a QONNX file builds into ./build/<stem>: here, not in the repo where others collide)
+    v = taper("verify", out / "model.onnx", "--data", "digits", "--json", cwd=tmp_path)
     assert v.returncode == 0, v.stderr
     assert json.loads(v.stdout)["references"]["qonnx"]["mismatches"] == 0
 

@@ -29,6 +29,7 @@ from compiler.build import atomic_write, write_json, write_text
 from compiler.errors import TaperError
 from compiler.qat.data import Split, load
 from compiler.qat.recipe import Recipe
+from compiler.qat.study import one_torch_thread
 from compiler.qat.train import (
     CHECKPOINT,
     METRICS,
@@ -191,6 +192,7 @@ def objective(
     return weight_bits(small_recipe, int(np.prod(data.input_shape)), data.n_classes)
 
 
+@one_torch_thread()
 def prune(
     recipe: Recipe,
     recipe_path: str,

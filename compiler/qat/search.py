@@ -40,6 +40,7 @@ from compiler.errors import TaperError
 from compiler.qat.data import Split, load
 from compiler.qat.prune import split_validation
 from compiler.qat.recipe import Recipe, load_recipe
+from compiler.qat.study import one_torch_thread
 from compiler.qat.train import CHECKPOINT, METRICS, QONNX, accuracy, build_model, fit
 
 CANDIDATES = (2, 3, 4, 5, 6, 8)
@@ -170,6 +171,9 @@ def sensitivities(recipe: Recipe, fit_part: Split, val: Split, seed: int) -> np.
 # ---------------------------------------------------------------------------- the study
 
 
+_SCORES: dict[tuple, float] = {}  # (recipe digest, seed, bits, full) -> accuracy
+
+
 def _evaluate(recipe: Recipe, data: Split, bits: list[int], seed: int, full: bool = False):
     """Train with ``bits``: on the fit part, scored on validation; or (``full``) on the whole
     training split, scored on the holdout. Returns (accuracy, model)."""
@@ -178,7 +182,19 @@ def _evaluate(recipe: Recipe, data: Split, bits: list[int], seed: int, full: boo
     r = with_bits(recipe, bits)
     model = build_model(r, part, seed)
     fit(r, model, part, recipe.train.epochs, seed)
-    return accuracy(model, score.x_holdout, score.y_holdout), model
+    acc = accuracy(model, score.x_holdout, score.y_holdout)
+    _SCORES[(recipe.digest(), seed, tuple(bits), full)] = acc
+    return acc, model
+
+
+def _score(recipe: Recipe, data: Split, bits: list[int], seed: int, full: bool = False) -> float:
+    """The accuracy of ``_evaluate``; training is deterministic (seeded model, data order and
+    one thread), so bits already trained here (a trial, the allocation, a baseline: often the
+    same ones) are not trained again."""
+    key = (recipe.digest(), seed, tuple(bits), full)
+    if key not in _SCORES:
+        _evaluate(recipe, data, bits, seed, full)
+    return _SCORES[key]
 
 
 def objective(trial, recipe_path: str, seed: int, kind: str, budget: float):
@@ -186,7 +202,7 @@ def objective(trial, recipe_path: str, seed: int, kind: str, budget: float):
     data = load(recipe.dataset.name, seed=seed, holdout=recipe.dataset.holdout)
     bits = [trial.suggest_categorical(f"bits_{i}", CANDIDATES) for i in range(recipe.n_layers)]
     c = cost(kind, recipe, data, bits)
-    acc, _ = _evaluate(recipe, data, bits, seed)
+    acc = _score(recipe, data, bits, seed)
     trial.set_user_attr("bits", bits)
     trial.set_constraint("budget", c - budget)
     return acc, c
@@ -215,6 +231,7 @@ def progressive_at(kind, recipe, data, budget) -> list[int] | None:
     return best
 
 
+@one_torch_thread()
 def search(
     recipe: Recipe,
     recipe_path: str,
@@ -286,7 +303,7 @@ def search(
     # 3. the candidates at the budget, scored the same way
     cands = {}
     if dp_bits is not None:
-        acc, _ = _evaluate(recipe, data, dp_bits, seed)
+        acc = _score(recipe, data, dp_bits, seed)
         c = cost(kind, recipe, data, dp_bits)
         cands["sensitivity+DP"] = {"bits": dp_bits, "val_accuracy": acc, "cost": c}
         if c > budget:  # lut: per-layer costs were approximate
@@ -302,7 +319,7 @@ def search(
     for name, fn in (("uniform", uniform_at), ("progressive", progressive_at)):
         bits = fn(kind, recipe, data, budget)
         if bits is not None:
-            acc, _ = _evaluate(recipe, data, bits, seed)
+            acc = _score(recipe, data, bits, seed)
             baselines[name] = {
                 "bits": bits,
                 "val_accuracy": acc,
@@ -316,7 +333,7 @@ def search(
     acc, model = _evaluate(recipe, data, chosen["bits"], seed, full=True)
     holdout["searched"] = acc
     for name, b in baselines.items():
-        holdout[name], _ = _evaluate(recipe, data, b["bits"], seed, full=True)
+        holdout[name] = _score(recipe, data, b["bits"], seed, full=True)
     metrics = {
         "model": final.name,
         "searched_from": recipe.name,

@@ -9,6 +9,7 @@ hands out trial numbers, so the workers' trials are disjoint.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import os
@@ -16,6 +17,22 @@ import time
 from pathlib import Path
 
 DB = "optuna.db"
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Train with one intra-op thread. The networks searched and pruned are small (digits/TFC
+    MLPs): PyTorch's thread pool costs more in synchronisation than it gains on them, and on a
+    busy machine (several study workers, other jobs) it is many times slower; parallelism
+    comes from ``workers`` processes instead."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def storage_url(out: Path, storage: str | None) -> str:
@@ -83,14 +100,15 @@ def _worker(
         trial.set_user_attr("worker_pid", os.getpid())
         return objective(trial, **args)
 
-    study.optimize(
-        run_one,
-        callbacks=[
-            MaxTrialsCallback(n, states=(TrialState.COMPLETE, TrialState.PRUNED)),
-            *callbacks,
-        ],
-        n_trials=n,
-    )
+    with one_torch_thread():
+        study.optimize(
+            run_one,
+            callbacks=[
+                MaxTrialsCallback(n, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                *callbacks,
+            ],
+            n_trials=n,
+        )
 
 
 def run(
