@@ -26,6 +26,15 @@ HLS4ML_EXAMPLES = int(os.environ.get("TAPER_HLS4ML_EXAMPLES", "4"))
 BATCHNORM = st.booleans()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """These MLPs train faster on one thread (and two test workers share two cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @st.composite
 def mlps(draw, batchnorm=BATCHNORM, min_act_bits=1):
     n_layers = draw(st.integers(1, 4))
