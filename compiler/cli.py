@@ -370,6 +370,12 @@ def _print_synth(r: dict) -> None:
     )
 
 
+def _nonempty(param, value):
+    if value is not None and not value.strip():
+        raise click.BadParameter("expected a value, got an empty string", param=param)
+    return value
+
+
 def _recipe_ref(model: str, recipe_path) -> str:
     """How study workers (other processes) find the recipe: its name, or its file's path."""
     p = recipe_path(model)
@@ -378,17 +384,18 @@ def _recipe_ref(model: str, recipe_path) -> str:
 
 _study_opts = [
     click.option(
-        "--trials", type=click.IntRange(min=1), default=20, show_default=True, help="Trials."
+        "--trials", type=click.IntRange(1, 100_000), default=20, show_default=True, help="Trials."
     ),
     click.option(
         "--workers",
-        type=click.IntRange(min=1),
+        type=click.IntRange(1, 256),
         default=1,
         show_default=True,
         help="Local worker processes sharing the study.",
     ),
     click.option(
         "--storage",
+        callback=lambda ctx, param, v: _nonempty(param, v),
         help="Optuna storage URL shared by workers on many machines (a relational database, "
         "e.g. postgresql://... or sqlite:///path); default: OUT/optuna.db (resumable).",
     ),
@@ -407,7 +414,7 @@ _study_opts = [
     show_default=True,
     help="Largest allowed validation accuracy loss (fraction: 0.01 = 1 point).",
 )
-@click.option("--finetune-epochs", type=click.IntRange(min=1), help="Default: epochs/4.")
+@click.option("--finetune-epochs", type=click.IntRange(1, 100_000), help="Default: epochs/4.")
 @_with(_study_opts)
 def prune(model, out, max_accuracy_drop, finetune_epochs, trials, workers, storage, seed, quiet):
     """Prune the hidden neurons of MODEL (a recipe) with per-layer ratios found by Bayesian
@@ -552,6 +559,11 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("taper: interrupted", err=True)
         sys.exit(130)
+    except OSError as e:  # a path the user gave that the system refuses (too long, no access)
+        if e.filename is None or os.environ.get("TAPER_DEBUG"):
+            raise
+        click.echo(f"taper: error: {e.filename}: {e.strerror}", err=True)
+        sys.exit(2)
     except Exception as e:  # a bug, not bad input: one line unless asked for the traceback
         if os.environ.get("TAPER_DEBUG"):
             raise

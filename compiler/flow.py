@@ -587,8 +587,8 @@ def _run_step(ctx: Context, s: Step) -> str | None:
 
 def selected(ctx: Context, start: str | None = None, until: str | None = None) -> list[Step]:
     names = STEP_NAMES
-    lo = names.index(step(start).name) if start else 0
-    hi = names.index(step(until).name) if until else len(names) - 1
+    lo = names.index(step(start).name) if start is not None else 0
+    hi = names.index(step(until).name) if until is not None else len(names) - 1
     if lo > hi:
         raise TaperError(f"--from {start} comes after --until {until}")
     return [s for s in STEPS[lo : hi + 1] if s.applies(ctx)]
@@ -624,11 +624,19 @@ def run(
 ) -> Build:
     """Run the flow's steps (``start``..``until``, or ``only`` these) in ``out``; a step that is
     current is skipped unless forced, and a forced step makes every later step run too."""
-    b, source = open_build(out, source)
-    ctx = Context(b, source, opts or Options(), quiet)
     force = set(force)
-    for f in force:
-        step(f)
+    for name in [*force, *(n for n in (start, until) if n is not None), *(only or ())]:
+        step(name)  # unknown names fail before the build directory is touched
+    opts = opts or Options()
+    if source is not None and source.kind != "recipe":
+        given = [k for k in ("epochs", "seed", "data_dir") if getattr(opts, k) is not None]
+        if given:
+            raise TaperError(
+                f"--{given[0].replace('_', '-')}: applies to recipes; {source.display} is a "
+                "QONNX file"
+            )
+    b, source = open_build(out, source)
+    ctx = Context(b, source, opts, quiet)
     try:
         steps = selected(ctx, start, until)
         if only is not None:
@@ -681,7 +689,7 @@ def _check_options(ctx: Context, steps: list[Step]) -> None:
         check_lower_options(LowerOptions(**_lower_options(ctx)))
     if "frontend" in names:
         o = _frontend_options(ctx)
-        if o["input_type"]:
+        if o["input_type"] is not None:
             from compiler.frontend.input_type import parse_input_type
 
             parse_input_type(o["input_type"])

@@ -157,6 +157,11 @@ def check_lower_options(o: LowerOptions) -> None:
         raise TaperError(f"--clock-mhz: expected a clock from 1 to 2000 MHz, got {o.clock_mhz}")
     if o.target_fps is not None and not (math.isfinite(o.target_fps) and o.target_fps > 0):
         raise TaperError(f"--target-fps: expected a positive frame rate, got {o.target_fps}")
+    if o.target_fps is not None and o.target_fps > o.clock_mhz * 1e6:
+        raise TaperError(
+            f"--target-fps: at most one frame per clock cycle ({o.clock_mhz * 1e6:,.0f} at "
+            f"{o.clock_mhz:g} MHz), got {o.target_fps:,.0f}"
+        )
     if o.target_fps is not None and o.folding:
         raise TaperError("--target-fps and --folding exclude each other")
     if o.folding:
