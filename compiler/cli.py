@@ -191,7 +191,26 @@ def build(model, out, start, until, force, quiet, against, **kw) -> None:
         quiet=quiet,
     )
     if not quiet:
-        click.echo(f"[taper] build directory: {b.path}")
+        _summary(b)
+
+
+def _summary(b) -> None:
+    """What a user wants to see after a build: verification, resources, what is missing."""
+    import json
+
+    from compiler import build as B
+
+    if (b / B.VERIFY_JSON).is_file():
+        _print_verification(json.loads((b / B.VERIFY_JSON).read_text()))
+    if (b / B.SYNTH_JSON).is_file():
+        _print_synth(json.loads((b / B.SYNTH_JSON).read_text()))
+    waiting = b.results.get("waiting")
+    if waiting == "Vivado":
+        click.echo(
+            "[taper] no .bit/.hwh: a PYNQ bitstream needs Vivado (not driven by this flow yet); "
+            f"`taper status {b.path}` shows the steps"
+        )
+    click.echo(f"[taper] build directory: {b.path}")
 
 
 @cli.command()
@@ -496,20 +515,12 @@ def bitstream(target, backend, input_type, quiet) -> None:
     Without the vendor tools it stops before the step that needs them and says what to run
     on a machine that has them (`taper status` shows the step as waiting).
     """
-    import json
-
-    from compiler import build as B
     from compiler import flow
 
     source, d = _source_and_out(target, None)
     b = flow.run(d, source, _options(backend=backend, input_type=input_type), quiet=quiet)
-    if (b / B.SYNTH_JSON).is_file() and not quiet:
-        _print_synth(json.loads((b / B.SYNTH_JSON).read_text()))
-    if b.results.get("waiting") == "Vivado":
-        click.echo(
-            "[taper] no .bit/.hwh: a PYNQ bitstream needs Vivado (not driven by this flow yet). "
-            f"The IR, RTL and Yosys resources are in {b.path}"
-        )
+    if not quiet:
+        _summary(b)
 
 
 @cli.command()
