@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -244,10 +243,8 @@ def _frontend(ctx: Context, stage: Path) -> str | None:
     from compiler.frontend.compile import run_frontend
 
     o = _frontend_options(ctx)
-    if _backend(ctx) == "hls4ml":  # its rules first: a model hls4ml cannot take stops here
-        from compiler.backends.hls4ml import convert
-
-        convert.check_source(ctx.build / B.QONNX, o["input_type"], ctx.source.display)
+    # the back end's rules first: a model it cannot take exactly stops here
+    _backend_obj(ctx).check_model(ctx.build / B.QONNX, o["input_type"], ctx.source.display)
     recipe, ckpt = None, None
     if ctx.source.kind == "recipe":
         recipe = str(ctx.build / B.RECIPE)
@@ -308,12 +305,15 @@ def _backend(ctx: Context) -> str:
     return _pick(ctx, "backend", "backend", ctx.opts.backend, "rtl")
 
 
-def _rtl(ctx: Context, stage: Path) -> str:
-    from compiler import ir
-    from compiler.backends.rtl.generate import generate
+def _backend_obj(ctx: Context):
+    from compiler.backends import get
 
-    s = generate(ir.load(ctx.build.path), stage / B.RTL_DIR)
-    return f"top {s['top']}, {len(s['files'])} files"
+    return get(_backend(ctx))
+
+
+def _project(ctx: Context, stage: Path) -> str:
+    b = _backend_obj(ctx)
+    return b.write(ctx.build.path, stage / b.writes, ctx.quiet)
 
 
 def _synth(ctx: Context, stage: Path) -> str:
@@ -326,24 +326,13 @@ def _synth(ctx: Context, stage: Path) -> str:
     return f"{r['lut']:,} LUT, {r['ff']:,} FF, {r['bram36']:g} BRAM36, {r['dsp']} DSP"
 
 
-def _hls4ml(ctx: Context, stage: Path) -> str:
-    from compiler.backends.hls4ml import convert, vitis
-
-    out = stage / B.HLS4ML_DIR
-    meta = convert.write_project(ctx.build.path, out, ctx.build / B.HLS4ML_DIR, quiet=ctx.quiet)
-    vitis.write_build_options(out)
-    return f"project {meta['project']}"
-
-
 # -- verify
 
 
 def _verify_options(ctx: Context) -> dict:
     from compiler.verify import DEFAULT_REFERENCES
 
-    default = list(DEFAULT_REFERENCES)
-    if _backend(ctx) == "hls4ml":
-        default = ["qonnx", "finn", "brevitas", "hls4ml"]
+    default = [*(r for r in DEFAULT_REFERENCES if r != "rtl"), _backend_obj(ctx).reference]
     return {
         "samples": int(_pick(ctx, "verify", "samples", ctx.opts.samples, 1000)),
         "against": list(_pick(ctx, "verify", "against", ctx.opts.against, default)),
@@ -378,14 +367,11 @@ class VerifyFailed(TaperError):
 
 
 def _bitstream(ctx: Context, stage: Path) -> str:
-    if _backend(ctx) == "hls4ml":
-        from compiler.backends.hls4ml import vitis
-
-        report = vitis.build(ctx.build.path, quiet=ctx.quiet)
-        if report is None:
-            raise WaitingForTool("Vitis HLS (vitis-run)")
-        return f"hls4ml build report {report}"
-    raise WaitingForTool("Vivado")
+    b = _backend_obj(ctx)
+    note = b.bitstream(ctx.build.path, ctx.quiet)
+    if note is None:
+        raise WaitingForTool(b.vendor_tool)
+    return note
 
 
 class WaitingForTool(TaperError):
@@ -474,7 +460,7 @@ STEPS: list[Step] = [
         ("compiler.backends.hls4ml",),
         ("hls4ml", "qonnx"),
         lambda ctx: {},
-        _hls4ml,
+        _project,
         applies=lambda ctx: _backend(ctx) == "hls4ml",
     ),
     Step(
@@ -485,7 +471,7 @@ STEPS: list[Step] = [
         ("compiler.backends.rtl.generate", "compiler.ir", "compiler.hw"),
         (),
         lambda ctx: {},
-        _rtl,
+        _project,
         applies=lambda ctx: _backend(ctx) == "rtl",
     ),
     Step(
@@ -732,9 +718,9 @@ def status(out: Path) -> list[StepStatus]:
             continue
         rec = st.steps.get(s.name)
         if s.name == "bitstream" and rec is None:
-            tool = "Vitis HLS" if _backend(ctx) == "hls4ml" else "Vivado"
-            found = shutil.which("vitis-run" if _backend(ctx) == "hls4ml" else "vivado")
-            rows.append(StepStatus(s.name, "waiting" if not found else "missing", f"needs {tool}"))
+            be = _backend_obj(ctx)
+            state = "missing" if be.vendor_available() else "waiting"
+            rows.append(StepStatus(s.name, state, f"needs {be.vendor_tool}"))
             continue
         if rec is None:
             rows.append(StepStatus(s.name, "missing", "never ran"))
