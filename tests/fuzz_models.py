@@ -85,8 +85,10 @@ def _act(
     """An activation quantizer of ``kind`` whose scale fits the calibrated ``amax``."""
     float_scale = rng.random() < 0.4
     if kind == "bipolar":
-        q = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
-        return Quantizer(q, "bipolar", True)
+        s = rng.choice([1.0, 1.0, 0.5, 2.0, rng.uniform(0.1, 3.0)])
+        q = SignedBinaryActPerTensorConst.let(scaling_const=s)
+        q = QuantIdentity(act_quant=q, return_quant_tensor=True)
+        return Quantizer(q, "bipolar" if s == 1 else f"bipolar s={s:.3g}", _is_pot(s))
     if kind == "ternary":
         s = _scale(rng, float_scale, float(amax.max()) / 1.5)
         q = SignedTernaryActPerTensorConst.let(scaling_const=s, min_val=-s, max_val=s)
@@ -147,8 +149,10 @@ def _input_quant(rng: random.Random) -> tuple[Quantizer, float, float]:
     """The input quantizer and the float range [lo, hi) to draw calibration inputs from."""
     kind = rng.choices(["uint", "int", "bipolar"], weights=[5, 4, 1])[0]
     if kind == "bipolar":
-        q = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
-        return Quantizer(q, "in bipolar", True), -1.0, 1.0
+        s = rng.choice([1.0, 0.5, rng.uniform(0.1, 3.0)])
+        q = SignedBinaryActPerTensorConst.let(scaling_const=s)
+        q = QuantIdentity(act_quant=q, return_quant_tensor=True)
+        return Quantizer(q, f"in bipolar s={s:.3g}", _is_pot(s)), -s, s
     # Brevitas exports a 1-bit unsigned quantizer as BipolarQuant: a bipolar input too
     bits = rng.choice([1, 2, 3, 4, 5, 7, 8, 9, 12, 16]) if kind == "uint" else rng.randint(2, 16)
     float_scale = rng.random() < 0.4

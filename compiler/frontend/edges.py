@@ -56,6 +56,18 @@ def _scalar(model, name: str) -> float | None:
     return float(v.reshape(()))
 
 
+UNSUPPORTED_LAYERS = {
+    "Conv": "convolution",
+    "ConvTranspose": "transposed convolution",
+    "MaxPool": "pooling",
+    "AveragePool": "pooling",
+    "GlobalAveragePool": "pooling",
+    "GlobalMaxPool": "pooling",
+    "LSTM": "recurrent",
+    "GRU": "recurrent",
+    "RNN": "recurrent",
+}
+
 ELEMENTWISE = {"Mul": "mul", "Add": "add", "Sub": "sub", "Div": "div"}
 
 
@@ -153,11 +165,8 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
         first_op = next((n for n in nodes if n.op_type not in SHAPE_OPS), nodes[0])
         raise TaperError(_unmapped(model, first_op, source))
     lo, hi = hw_idx[0], hw_idx[-1]
-    for n in nodes[lo : hi + 1]:
-        if not is_hw(n):
-            raise TaperError(_unmapped(model, n, source))
-    for n in nodes[:lo]:
-        if n.op_type not in SHAPE_OPS:
+    for i, n in enumerate(nodes[: hi + 1]):  # the first one in graph order
+        if (i < lo and n.op_type not in SHAPE_OPS) or (i >= lo and not is_hw(n)):
             raise TaperError(_unmapped(model, n, source))
     graph_in = model.graph.input[0].name
     in_shape = tuple(model.get_tensor_shape(graph_in)[1:])
@@ -253,6 +262,12 @@ def _unmapped(model, node, source: str) -> str:
     dt = model.get_tensor_datatype(node.input[0]) if node.input else None
     if node.op_type in ("MatMul", "Gemm") and dt is not None and not dt.is_integer():
         return _float_input(node, source)
+    if node.op_type in UNSUPPORTED_LAYERS:
+        return (
+            f"{source}: node {describe(node)}: {UNSUPPORTED_LAYERS[node.op_type]} layers are "
+            "not supported yet (taper compiles fully connected networks: MatMul/Gemm layers "
+            "with quantized activations)"
+        )
     return (
         f"{source}: node {describe(node)}: neither a hardware layer nor a host "
         "edge op (leading Reshape/Flatten, trailing Mul/Add/Softmax) can take it"

@@ -97,20 +97,26 @@ def _transform(model, t):
     except Exception as e:  # FINN's passes raise anything on graphs they cannot take
         msg = " ".join(str(e).split()) or type(e).__name__
         nodes = {n.name: n for n in model.graph.node if n.name}
-        named = [nodes[w] for w in re.findall(r"[A-Za-z_][\w.:/-]*", msg) if w in nodes]
-        where = f"node {describe(named[0])}" if named else "the graph"
-        for name in sorted(nodes, key=len, reverse=True):
-            if any(n.name == name for n in named):
-                msg = re.sub(rf"(?<![\w]){re.escape(name)}(?![\w])", describe(nodes[name]), msg)
+        names = "|".join(re.escape(k) for k in sorted(nodes, key=len, reverse=True))
+        pattern = re.compile(rf"(?<![\w.])({names})(?![\w])") if nodes else None
+        first = pattern.search(msg) if pattern else None
+        where = f"node {describe(nodes[first.group(1)])}" if first else "the graph"
+        if first:  # one pass: a replacement is never replaced again
+            msg = pattern.sub(lambda m: describe(nodes[m.group(1)]), msg)
         raise TaperError(
             f"{source_of(model)}: FINN's {type(t).__name__} cannot take {where} "
             f"({type(e).__name__}: {msg})"
         ) from None
+    # a node made from one removed node (FINN's MultiThreshold -> Thresholding) is that node
+    names = {n.name for n in new.graph.node}
+    removed = {n.doc_string for n in model.graph.node if n.name not in names and origin(n)}
     for n in new.graph.node:
         if origin(n) is None:
             d = (by_input.get(n.input[0]) if n.input else None) or next(
                 (by_output[o] for o in n.output if o in by_output), None
             )
+            if d is None and len(removed) == 1:
+                d = next(iter(removed))
             if d is not None:
                 n.doc_string = d
     return new
@@ -234,7 +240,7 @@ def check_supported(model) -> None:
             if (
                 bits is not None
                 and bits.size == 1
-                and float(bits) == 1
+                and bits.item() == 1
                 and not _attr(n, "signed", 1)
             ):
                 raise TaperError(
@@ -314,6 +320,37 @@ def _absorb_signs():
     return AbsorbSignsIntoWeights()
 
 
+def _unit_bipolar_scales():
+    from onnx import helper
+    from qonnx.transformation.base import Transformation
+
+    class UnitBipolarScales(Transformation):
+        """FINN converts only bipolar activations of scale 1 (Brevitas exports a 1-bit
+        unsigned input quantizer as BipolarQuant of scale 1/2): ``BipolarQuant(x, s)`` is
+        ``BipolarQuant(x, 1) * s``, and the Mul moves on like any activation scale."""
+
+        def apply(self, model):
+            for i, n in enumerate(model.graph.node):
+                if n.op_type != "BipolarQuant" or model.get_initializer(n.input[0]) is not None:
+                    continue
+                s = model.get_initializer(n.input[1])
+                if s is None or s.size != 1 or not s.item() > 0 or s.item() == 1.0:
+                    continue
+                one, scale, mid = (model.make_new_valueinfo_name() for _ in range(3))
+                model.set_initializer(one, np.ones_like(s))
+                model.set_initializer(scale, s.copy())
+                out = n.output[0]
+                n.input[1], n.output[0] = one, mid
+                mul = helper.make_node(
+                    "Mul", [mid, scale], [out], name=f"{n.name}_scale", doc_string=n.doc_string
+                )
+                model.graph.node.insert(i + 1, mul)
+                return model, True
+            return model, False
+
+    return UnitBipolarScales()
+
+
 def streamline(model):
     """QONNX -> FINN dialect, streamlined to integer MatMuls between MultiThresholds."""
     import finn.transformation.streamline.absorb as absorb
@@ -322,8 +359,12 @@ def streamline(model):
     from finn.transformation.streamline.reorder import MoveScalarLinearPastInvariants
     from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
     from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
 
     check_supported(model)
+    for t in (_unit_bipolar_scales(), InferShapes(), InferDataTypes()):
+        model = _transform(model, t)
     model = _tidy(_transform(model, ConvertQONNXtoFINN()))
     for t in (
         absorb.AbsorbSignBiasIntoMultiThreshold(),

@@ -71,14 +71,13 @@ def _read(path: Path):
     if not path.is_file():
         raise TaperError(f"{path}: file not found")
     try:
-        size = path.stat().st_size
-        if size == 0:
+        if path.stat().st_size == 0:
             raise TaperError(f"{path}: empty file, not an ONNX model")
         proto = onnx.load(str(path), load_external_data=False)
-    except TaperError:
-        raise
-    except (DecodeError, ValueError, OSError, RuntimeError, UnicodeDecodeError) as e:
-        raise TaperError(f"{path}: not an ONNX model ({type(e).__name__})") from None
+    except OSError as e:
+        raise TaperError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError):
+        raise TaperError(f"{path}: not an ONNX model (not a valid ONNX protobuf)") from None
     _load_external_data(proto, path)
     return proto
 
