@@ -38,7 +38,6 @@ def model_source(name: str) -> Path:
 
 def row(name: str, fps: float, synth: bool) -> dict:
     from compiler.backends.rtl import simulate
-    from compiler.backends.rtl.synth import synthesize
     from compiler.frontend.compile import CompileOptions, compile_model
     from compiler.sim import bitexact
 
@@ -67,7 +66,10 @@ def row(name: str, fps: float, synth: bool) -> dict:
         "folding": [(layer.pe, layer.simd) for layer in m.layers],
     }
     if synth:
-        s = synthesize(m, d.parent)
+        from compiler import flow
+
+        b = flow.run(d, None, flow.Options(backend="rtl"), only=("rtl", "synth"), quiet=True)
+        s = b.results["synth"]
         out.update(
             yosys_lut=s["lut"], yosys_bram36=s["bram36"], yosys_ff=s["ff"], yosys_dsp=s["dsp"]
         )

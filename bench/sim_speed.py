@@ -85,7 +85,7 @@ def bench_model(name: str, batch: int, finn_samples: int) -> dict:
 
 
 def bench_hls4ml(name: str, source: Path, input_type: str | None, data: str, n: int) -> dict:
-    from compiler.backends.hls4ml import convert, csim
+    from compiler.backends.hls4ml import csim
     from compiler.frontend.compile import CompileOptions, compile_model
     from compiler.sim import bitexact
     from compiler.verify import _output_to_int, make_inputs
@@ -94,7 +94,9 @@ def bench_hls4ml(name: str, source: Path, input_type: str | None, data: str, n: 
     d = tmp / name
     m = compile_model(source, d, CompileOptions(input_type=input_type), quiet=True)
     t = time.perf_counter()
-    convert.write_project(d, quiet=True)
+    from compiler import flow
+
+    flow.run(d, None, flow.Options(backend="hls4ml"), only=["hls4ml"], quiet=True)
     write_s = time.perf_counter() - t
     t = time.perf_counter()
     csim.library(d, cache=tmp / "cache")
