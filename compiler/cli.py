@@ -372,6 +372,9 @@ def synth(build_dir: Path, as_json: bool) -> None:
         )
     else:
         _print_synth(r)
+    from compiler.backends.rtl.synth import check_fits
+
+    check_fits(r)
 
 
 def _print_synth(r: dict) -> None:
