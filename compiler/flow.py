@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -544,15 +543,6 @@ def _status_of(ctx: Context, s: Step) -> str | None:
     )
 
 
-def _written_by_earlier(s: Step) -> set[str]:
-    out: set[str] = set()
-    for t in STEPS:
-        if t.name == s.name:
-            break
-        out.update(t.writes)
-    return out
-
-
 def _run_step(ctx: Context, s: Step) -> str | None:
     opts = s.options(ctx)
     inputs = _inputs(ctx, s)
@@ -754,7 +744,3 @@ def status(out: Path) -> list[StepStatus]:
 
 def default_out(source: Source, root: Path = Path("build")) -> Path:
     return root / source.default_name()
-
-
-def echo_err(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
