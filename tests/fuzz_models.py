@@ -74,7 +74,12 @@ def _is_pot(s: float) -> bool:
 
 
 def _scale(rng: random.Random, float_scale: bool, span: float) -> float:
-    """A scale near ``span`` (the value one quantization step should cover)."""
+    """A value near ``span``, or the power of two nearest to it.
+
+    Brevitas' constant scaling takes the range (the largest value), not the step: an
+    integer quantizer's step is it divided by 2^b - 1 (unsigned) or 2^(b-1) (signed), the
+    fixed-point ones round it to a power of two first; a ternary or bipolar one's step is
+    its constant itself."""
     s = max(span, 1e-3) * rng.uniform(0.6, 1.6)
     return s if float_scale else 2.0 ** round(math.log2(s))
 
@@ -96,10 +101,9 @@ def _act(
             QuantIdentity(act_quant=q, return_quant_tensor=True), f"ternary s={s:.3g}", _is_pot(s)
         )
     signed = kind == "signed"
-    levels = max(2 ** (bits - 1) - 1 if signed else 2**bits - 1, 1)
     extra: dict = {}
     if per_channel:
-        init = torch.tensor([[_scale(rng, float_scale, float(a) / levels) for a in amax]])
+        init = torch.tensor([[_scale(rng, float_scale, float(a)) for a in amax]])
         extra = dict(
             scaling_per_output_channel=True,
             per_channel_broadcastable_shape=tuple(init.shape),
@@ -107,8 +111,8 @@ def _act(
         )
         text = "pc"
     else:
-        init = _scale(rng, float_scale, float(amax.max()) / levels)
-        text = f"s={init:.3g}"
+        init = _scale(rng, float_scale, float(amax.max()))
+        text = f"max={init:.3g}"
     if signed:
         base = Int8ActPerTensorFloat if float_scale else Int8ActPerTensorFixedPoint
     else:
@@ -156,16 +160,18 @@ def _input_quant(rng: random.Random) -> tuple[Quantizer, float, float]:
     # Brevitas exports a 1-bit unsigned quantizer as BipolarQuant: a bipolar input too
     bits = rng.choice([1, 2, 3, 4, 5, 7, 8, 9, 12, 16]) if kind == "uint" else rng.randint(2, 16)
     float_scale = rng.random() < 0.4
-    scale = rng.uniform(0.3, 3.0) / 2**bits if float_scale else 2.0 ** rng.randint(-bits, 2)
+    top = rng.uniform(0.3, 3.0) if float_scale else 2.0 ** rng.randint(-4, 4)
     if kind == "uint":
         base = Uint8ActPerTensorFloat if float_scale else Uint8ActPerTensorFixedPoint
     else:
         base = Int8ActPerTensorFloat if float_scale else Int8ActPerTensorFixedPoint
-    q = base.let(bit_width=bits, scaling_impl_type=ScalingImplType.CONST, scaling_init=scale)
-    levels = 2**bits if kind == "uint" else 2 ** (bits - 1)
-    lo = 0.0 if kind == "uint" else -levels * scale
-    module = QuantIdentity(act_quant=q, return_quant_tensor=True)
-    return Quantizer(module, f"in {kind}{bits} s={scale:.3g}", _is_pot(scale)), lo, levels * scale
+    q = base.let(bit_width=bits, scaling_impl_type=ScalingImplType.CONST, scaling_init=top)
+    module = QuantIdentity(act_quant=q, return_quant_tensor=True).eval()
+    with torch.no_grad():
+        scale = float(module(torch.zeros(1, 1)).scale)
+    lo, hi = (0, 2**bits - 1) if kind == "uint" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    text = f"in {kind}{bits} s={scale:.3g}"
+    return Quantizer(module, text, _is_pot(scale)), (lo - 0.5) * scale, (hi + 0.5) * scale
 
 
 def _batchnorm(width: int) -> nn.BatchNorm1d:

@@ -239,6 +239,72 @@ def test_bipolar_quantizers_with_scales_other_than_one(tmp_path):
     assert [layer.xnor for layer in m.layers] == [True, False]
 
 
+@pytest.mark.slow
+def test_bias_below_1e_5_in_the_float_domain_is_kept(tmp_path):
+    """With a small accumulator scale (a 14-bit input of step 8e-9, 8-bit weights of step
+    2^-9) an integer bias of ±2047 is ±3e-8 in the float domain, and qonnx's
+    RemoveIdentityOps (atol 1e-5, inside FINN's passes) dropped it from the thresholds."""
+    import torch
+    from brevitas.nn import QuantIdentity, QuantLinear
+    from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint
+    from brevitas.quant.scaled_int import Int8ActPerTensorFloat, IntBias
+    from torch import nn
+
+    torch.manual_seed(0)
+    lin = QuantLinear(
+        16,
+        7,
+        bias=True,
+        weight_quant=Int8WeightPerChannelFixedPoint.let(narrow_range=False),
+        bias_quant=IntBias.let(bit_width=12),
+        return_quant_tensor=True,
+    )
+    model = nn.Sequential(
+        QuantIdentity(
+            act_quant=_const(Int8ActPerTensorFloat, 14, 6.45e-5), return_quant_tensor=True
+        ),
+        lin,
+        QuantIdentity(act_quant=_const(Int8ActPerTensorFloat, 7, 0.00131)),
+    ).eval()
+    m = _exact(model, (16,), tmp_path)
+    t = m.layers[0].thresholds
+    assert not np.array_equal(t, -t[:, ::-1] + 1)  # the bias shifts them off symmetry
+
+
+def test_qonnx_remove_identity_ops_still_drops_near_identities():
+    """Upstream behaviour taper works around (finn_passes.exact_identity_ops); this test
+    fails when qonnx stops removing an Add of 5e-6 or a Mul of 1 + 5e-6."""
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.remove import RemoveIdentityOps
+
+    from compiler.frontend.finn_passes import exact_identity_ops
+
+    def graph():
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+        nodes = [
+            helper.make_node("Add", ["x", "a"], ["t"], name="add"),
+            helper.make_node("Mul", ["t", "m"], ["u"], name="mul"),
+            helper.make_node("Mul", ["u", "one"], ["v"], name="one"),
+            helper.make_node("Relu", ["v"], ["y"], name="relu"),
+        ]
+        m = ModelWrapper(helper.make_model(helper.make_graph(nodes, "g", [x], [y])))
+        m.set_initializer("a", np.full((1, 2), 5e-6, dtype=np.float32))
+        m.set_initializer("m", np.full((1, 2), 1 + 5e-6, dtype=np.float32))
+        m.set_initializer("one", np.ones((1, 2), dtype=np.float32))
+        return m
+
+    assert [n.name for n in graph().transform(RemoveIdentityOps()).graph.node] == ["relu"]
+    with exact_identity_ops():
+        kept = graph().transform(RemoveIdentityOps())
+    assert [(n.name, n.op_type) for n in kept.graph.node] == [
+        ("add", "Add"),
+        ("mul", "Mul"),
+        ("relu", "Relu"),
+    ]
+
+
 def main(argv: list[str]) -> None:
     """A large local run: counts of exact and refused (by reason) cases; stops at a bug."""
     import argparse

@@ -351,20 +351,62 @@ def _unit_bipolar_scales():
     return UnitBipolarScales()
 
 
+@contextlib.contextmanager
+def exact_identity_ops() -> Iterator[None]:
+    """qonnx's ``RemoveIdentityOps`` (run by ConvertQONNXtoFINN and after every step of
+    FINN's Streamline) removes an Add whose constants are all within 1e-5 of 0 and a Mul
+    within 1e-5 of 1: with a small accumulator scale, a bias of 2047 * 1.5e-11 in the float
+    domain vanished from the thresholds. Inside this context it removes exact identities
+    only (the arithmetic ops that are not are hidden from it)."""
+    from qonnx.transformation.remove import RemoveIdentityOps
+
+    original = RemoveIdentityOps.apply
+
+    def apply(self, model):
+        prefix = "TaperKept"
+        for n in model.graph.node:
+            if n.op_type in ("Add", "Sub", "Mul", "Div"):
+                a = model.get_initializer(n.input[1]) if len(n.input) > 1 else None
+                identity = 0.0 if n.op_type in ("Add", "Sub") else 1.0
+                if a is None or not np.all(a == identity):
+                    n.op_type = prefix + n.op_type
+        out = model
+        try:
+            out, changed = original(self, model)
+            return out, changed
+        finally:  # the pass may hand back a copy: restore both
+            for m in {id(model): model, id(out): out}.values():
+                for n in m.graph.node:
+                    if n.op_type.startswith(prefix):
+                        n.op_type = n.op_type[len(prefix) :]
+
+    RemoveIdentityOps.apply = apply
+    try:
+        yield
+    finally:
+        RemoveIdentityOps.apply = original
+
+
 def streamline(model):
     """QONNX -> FINN dialect, streamlined to integer MatMuls between MultiThresholds."""
-    import finn.transformation.streamline.absorb as absorb
-    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
-    from finn.transformation.streamline import Streamline
-    from finn.transformation.streamline.reorder import MoveScalarLinearPastInvariants
-    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
-    from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
 
     check_supported(model)
     for t in (_unit_bipolar_scales(), InferShapes(), InferDataTypes()):
         model = _transform(model, t)
+    with exact_identity_ops():
+        return _streamline(model)
+
+
+def _streamline(model):
+    import finn.transformation.streamline.absorb as absorb
+    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+    from finn.transformation.streamline import Streamline
+    from finn.transformation.streamline.reorder import MoveScalarLinearPastInvariants
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+    from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
+
     model = _tidy(_transform(model, ConvertQONNXtoFINN()))
     for t in (
         absorb.AbsorbSignBiasIntoMultiThreshold(),
