@@ -3,7 +3,7 @@ verified. Every case ends bit-exact against QONNX and FINN (and Verilator for th
 exact ones), or refused with a one-line TaperError that names the user's node and is one of
 taper's deliberate refusals; any other exception, or any other refusal, is a bug.
 
-``TAPER_FUZZ_CASES`` (default 12) cases from seed ``TAPER_FUZZ_SEED`` (default 0), the first
+``TAPER_FUZZ_CASES`` (default 10) cases from seed ``TAPER_FUZZ_SEED`` (default 0), the first
 ``TAPER_FUZZ_RTL`` (default 1) small exact ones also against the RTL. A large local run with
 counts: ``.venv/bin/python tests/test_fuzz_models.py --cases 200 [--seed S] [--rtl N]``.
 """
@@ -27,7 +27,7 @@ from fuzz_models import random_model  # noqa: E402
 
 from compiler.errors import TaperError  # noqa: E402
 
-CASES = int(os.environ.get("TAPER_FUZZ_CASES", "12"))
+CASES = int(os.environ.get("TAPER_FUZZ_CASES", "10"))
 FIRST_SEED = int(os.environ.get("TAPER_FUZZ_SEED", "0"))
 RTL_CASES = int(os.environ.get("TAPER_FUZZ_RTL", "1"))
 RTL_MAX_WEIGHTS = 600
@@ -91,7 +91,7 @@ def test_random_model_is_exact_or_refused(tmp_path, seed):
 @pytest.mark.slow
 def test_generator_covers_the_distribution():
     """The generator keeps drawing every kind of layer the fuzz is meant to cover."""
-    text = " ".join(random_model(s)[2] for s in range(60))
+    text = " ".join(random_model(s)[2] for s in range(40))
     for feature in [
         "bias=none",
         "bias=float",
