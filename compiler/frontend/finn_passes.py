@@ -27,6 +27,15 @@ covered by a test in ``tests/test_finn_compat.py`` that fails when upstream chan
   user's node and what to change (``check_supported``): a 1-bit unsigned activation (Brevitas
   exports QuantReLU(bit_width=1) as Relu + BipolarQuant), per-channel activation scales
   before a MatMul, a bipolar model input whose first layer is not binary (XNOR).
+- Found by the fuzz test (``tests/test_fuzz_models.py``, where each has its regression):
+  qonnx's ``RemoveIdentityOps`` (inside ConvertQONNXtoFINN and Streamline) drops an Add
+  within 1e-5 of 0 and a Mul within 1e-5 of 1, which are not identities when scales are
+  small (``exact_identity_ops``); FINN absorbs the ±1 of a negative BatchNorm scale into
+  the weights only when the negated weights keep their type (``_absorb_signs`` widens
+  full-range weights by a bit); FINN converts bipolar activations of scale 1 only
+  (``_unit_bipolar_scales`` splits the scale off); the output edge's float32 constants map a
+  reference's output back to integers too coarsely (``exact_thresholds`` also takes the
+  float64 ones).
 - ``SetFolding`` and the estimate analyses need specialized nodes (``MVAU_hls``...), while
   only the generic nodes execute in Python (``*_hls`` need Vitis for cppsim): the finn
   reference executes the generic graph saved before specialization (``finn_hw.onnx``).
