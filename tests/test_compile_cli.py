@@ -29,7 +29,9 @@ def with_trailing_sigmoid(path):
         for i, name in enumerate(n.output):
             if name == old:
                 n.output[i] = "pre_sigmoid"
-    m.graph.node.append(helper.make_node("Sigmoid", ["pre_sigmoid"], [old], name="Sigmoid_9"))
+    m.graph.node.append(
+        helper.make_node("Sigmoid", ["pre_sigmoid"], [old], name="Sigmoid_9")
+    )  # the user's name, which errors show
     onnx.save(m, path)
 
 
@@ -41,7 +43,7 @@ def with_trailing_sigmoid(path):
         (float_model, "a float model (no Quant, BipolarQuant or MultiThreshold node)"),
         (
             with_trailing_sigmoid,
-            "node Sigmoid_0 (Sigmoid): neither a hardware layer nor a host edge op",
+            "node Sigmoid_9 (Sigmoid): neither a hardware layer nor a host edge op",
         ),
     ],
 )
