@@ -59,9 +59,13 @@ def run_case(seed: int, d: Path, rtl: bool) -> tuple[str, str]:
     try:
         m = compile_model(onnx, d / "hw", CompileOptions(), quiet=True)
         v = verify(d / "hw", samples=SAMPLES, against=["qonnx", "finn"], seed=seed, quiet=True)
-        if rtl and sum(layer.weights.size for layer in m.layers if hasattr(layer, "weights")) <= (
-            RTL_MAX_WEIGHTS
-        ):  # a Verilator build of a small design takes ~20 s
+        mv = [layer for layer in m.layers if hasattr(layer, "weights")]
+        # a Verilator build of a small design takes ~20 s; the RTL takes 8-bit weights at most
+        if (
+            rtl
+            and sum(layer.weights.size for layer in mv) <= RTL_MAX_WEIGHTS
+            and all(layer.weight_type.bits <= 8 for layer in mv)
+        ):
             r = verify(d / "hw", samples=SAMPLES, against=["rtl"], seed=seed, quiet=True)
             v.references.update(r.references)
     except TaperError as e:
@@ -146,9 +150,11 @@ def _exact(model, shape, d: Path):
 
 
 @pytest.mark.slow
-def test_full_range_weights_with_negative_batchnorm_scale(tmp_path):
+@pytest.mark.parametrize("bits", [3, 8])
+def test_full_range_weights_with_negative_batchnorm_scale(tmp_path, bits):
     """FINN leaves the ±1 Mul of a negative BatchNorm scale unabsorbed when negating the
-    weights leaves their type (-4 of INT3 is +4): taper absorbs it into INT4 weights."""
+    weights leaves their type (-4 of INT3 is +4): taper absorbs it into INT4 weights (INT9
+    for INT8: the RTL back end, which takes 8 bits, says so when it generates the layer)."""
     import torch
     from brevitas.nn import QuantIdentity, QuantLinear, QuantReLU
     from brevitas.quant.fixed_point import (
@@ -160,11 +166,12 @@ def test_full_range_weights_with_negative_batchnorm_scale(tmp_path):
     from compiler.qat.quantizers import input_quant, weight_quant
 
     torch.manual_seed(0)
-    wq = Int8WeightPerTensorFixedPoint.let(bit_width=3, narrow_range=False)
+    wq = Int8WeightPerTensorFixedPoint.let(bit_width=bits, narrow_range=False)
     lin = QuantLinear(8, 6, bias=False, weight_quant=wq, return_quant_tensor=True)
     bn = nn.BatchNorm1d(6)
+    top = 2 ** (bits - 1)
     with torch.no_grad():
-        lin.weight.copy_(torch.randint(-4, 4, (6, 8)).float() * 0.25)
+        lin.weight.copy_(torch.randint(-top, top, (6, 8)).float() / top)
         lin.weight[:, 0] = -1.0  # the most negative level in every row
         bn.weight.copy_(torch.tensor([-1.5, 1.0, -0.5, 2.0, -1.0, 1.0]))
         bn.bias.uniform_(-1, 1)
@@ -177,7 +184,12 @@ def test_full_range_weights_with_negative_batchnorm_scale(tmp_path):
         QuantLinear(6, 3, bias=True, weight_quant=weight_quant(4)),
     ).eval()
     m = _exact(model, (8,), tmp_path)
-    assert (str(m.layers[0].weight_type), int(m.layers[0].weights.max())) == ("INT4", 4)
+    assert (str(m.layers[0].weight_type), int(m.layers[0].weights.max())) == (f"INT{bits + 1}", top)
+    if bits + 1 > 8:  # a one-line refusal, not a crash
+        from compiler.verify import verify
+
+        with pytest.raises(TaperError, match=r"9-bit weights, the RTL library takes at most 8$"):
+            verify(tmp_path / "hw", samples=8, against=["rtl"], quiet=True)
 
 
 @pytest.mark.slow

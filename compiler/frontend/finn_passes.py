@@ -116,14 +116,26 @@ def _transform(model, t):
             f"{source_of(model)}: FINN's {type(t).__name__} cannot take {where} "
             f"({type(e).__name__}: {msg})"
         ) from None
-    # a node made from one removed node (FINN's MultiThreshold -> Thresholding) is that node
+    # A new node is, in order of trust: the k-th node of its op when the pass kept the count
+    # of that op (a pass that moves a MatMul makes a new one); the node it shares its data
+    # input or its output with (MultiThreshold made of a Quant, MVAU of a MatMul); the one
+    # node the pass removed (MultiThreshold -> Thresholding).
+    by_op: dict[str, list] = {}
+    for n in model.graph.node:
+        by_op.setdefault(n.op_type, []).append(n)
+    new_by_op: dict[str, list] = {}
+    for n in new.graph.node:
+        new_by_op.setdefault(n.op_type, []).append(n)
     names = {n.name for n in new.graph.node}
     removed = {n.doc_string for n in model.graph.node if n.name not in names and origin(n)}
-    for n in new.graph.node:
-        if origin(n) is None:
-            d = (by_input.get(n.input[0]) if n.input else None) or next(
-                (by_output[o] for o in n.output if o in by_output), None
-            )
+    for op, nodes in new_by_op.items():
+        same = len(by_op.get(op, [])) == len(nodes)
+        for k, n in enumerate(nodes):
+            if origin(n) is not None:
+                continue
+            d = by_op[op][k].doc_string if same and origin(by_op[op][k]) else None
+            d = d or (by_input.get(n.input[0]) if n.input else None)
+            d = d or next((by_output[o] for o in n.output if o in by_output), None)
             if d is None and len(removed) == 1:
                 d = next(iter(removed))
             if d is not None:
@@ -186,7 +198,6 @@ def _half_even_ties():
 
 
 MATMUL_OPS = {"MatMul", "Gemm", "Conv"}
-MAX_WEIGHT_BITS = 8  # what the IR and the RTL back end take
 
 
 def _attr(node, name: str, default):
@@ -310,14 +321,9 @@ def _absorb_signs():
                 if new.shape != w.shape or not wdt.is_integer():
                     continue
                 if not all(wdt.allowed(v) for v in np.unique(new)):
+                    # (full-range INT8 become INT9: a back end that takes 8-bit weights at
+                    # most says so when it generates the layer)
                     t = IntType.for_range(min(new.min(), 0), max(new.max(), 0))
-                    if t.bits > MAX_WEIGHT_BITS:
-                        raise TaperError(
-                            f"{source_of(model)}: node {describe(n)}: a negative scale after "
-                            f"it (BatchNorm) negates its full-range {wdt.name} weights to "
-                            f"{t.name}, beyond {MAX_WEIGHT_BITS}-bit weights; use narrow-range "
-                            "weights (Brevitas: narrow_range=True)"
-                        )
                     wdt = DataType[t.name]
                 model.set_initializer(n.input[1], new.astype(w.dtype))
                 model.set_tensor_datatype(n.input[1], wdt)
