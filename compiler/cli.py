@@ -17,8 +17,9 @@ def cli() -> None:
     """taper: mixed-precision quantized networks to streaming dataflow FPGA accelerators.
 
     \b
-    Flow: recipe --train--> checkpoint + QONNX --compile--> IR --> simulators and back ends.
-    Recipes live in models/*.yaml; `taper recipes` lists them.
+    `taper build MODEL` runs the flow (train, export, frontend, lower, hls4ml, rtl, verify,
+    synth, bitstream) into build/<name>; `taper status DIR` shows each step. Recipes live in
+    models/*.yaml; `taper recipes` lists them.
     """
 
 
