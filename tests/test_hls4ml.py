@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -298,6 +299,8 @@ def test_hls_recipes_are_bit_exact_against_hls4ml(taper, model, tmp_path, monkey
     recipe = tmp_path / f"{model}.yaml"
     recipe.write_text(yaml.safe_dump(doc))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # (PYTHONPATH: the repo's code, run from another directory)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT), prepend=os.pathsep)
     against = ("--against", "hls4ml,qonnx,brevitas", "--samples", "1000")
     v = _verify_json(taper, recipe, *against, cwd=tmp_path)
     assert v["samples"] == 1000

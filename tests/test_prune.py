@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import optuna
@@ -15,6 +16,8 @@ from compiler.qat import prune as P
 from compiler.qat.data import load
 from compiler.qat.recipe import load_recipe
 from compiler.qat.train import build_model, fit, predict
+
+from conftest import ROOT
 
 
 def test_keep_indices_drop_the_least_important_neurons_first():
@@ -44,7 +47,7 @@ def test_transfer_keeps_what_the_surviving_neurons_compute():
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_storage_disjoint_and_complete(tmp_path, taper):
+def test_two_workers_share_one_storage_disjoint_and_complete(tmp_path, taper, monkeypatch):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     r = taper(
         "prune", short_digits_mlp(tmp_path, 5), "--out", tmp_path / "out", "--trials", "6",
@@ -64,7 +67,9 @@ def test_two_workers_share_one_storage_disjoint_and_complete(tmp_path, taper):
     assert m["weight_memory_bits"] < m["base_weight_memory_bits"]
     assert sum(m["hidden"]) < sum(m["base_hidden"])
     # the pruned model compiles and verifies like any other
-    # (a QONNX file builds into ./build/<stem>: here, not in the repo where others collide)
+    # a QONNX file builds into ./build/<stem>: here, not in the repo where others collide
+    # (PYTHONPATH: the repo's code, run from another directory)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT), prepend=os.pathsep)
     v = taper("verify", tmp_path / "out" / "model.onnx", "--data", "digits", "--json", cwd=tmp_path)
     assert v.returncode == 0, v.stderr
     refs = json.loads(v.stdout)["references"]

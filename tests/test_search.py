@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import yaml
 from compiler.errors import TaperError
 from compiler.qat import search as S
 from compiler.qat.recipe import Recipe, recipe_path
+
+from conftest import ROOT
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -54,7 +57,7 @@ def short_digits_mlp(tmp_path, epochs: int) -> Path:
 
 
 @pytest.mark.slow
-def test_search_writes_a_recipe_within_budget_and_its_pareto_plot(tmp_path, taper):
+def test_search_writes_a_recipe_within_budget_and_its_pareto_plot(tmp_path, taper, monkeypatch):
     out = tmp_path / "s"
     r = taper("search", short_digits_mlp(tmp_path, 3), "--out", out,
               "--budget", "weight_bits=12000", "--trials", "4", "-q")  # fmt: skip
@@ -69,7 +72,9 @@ def test_search_writes_a_recipe_within_budget_and_its_pareto_plot(tmp_path, tape
     assert m["baselines"]["uniform"]["bits"] == [3, 3, 3]  # 4 bits would be 13,568
     assert len(m["trials"]) >= 4
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
-    # (a QONNX file builds into ./build/<stem>: here, not in the repo where others collide)
+    # a QONNX file builds into ./build/<stem>: here, not in the repo where others collide
+    # (PYTHONPATH: the repo's code, run from another directory)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT), prepend=os.pathsep)
     v = taper("verify", out / "model.onnx", "--data", "digits", "--json", cwd=tmp_path)
     assert v.returncode == 0, v.stderr
     assert json.loads(v.stdout)["references"]["qonnx"]["mismatches"] == 0
