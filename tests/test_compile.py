@@ -54,18 +54,19 @@ def test_float_input_is_refused_without_input_type(tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
-# One recipe per feature, at TFC or digits size (a wider network proves no more exactness and
-# costs minutes): tfc_w1a1 covers XNOR-popcount (as lfc_w1a1), tfc_w1a2_quantnet binary weights
-# with 2-bit activations (its export is tfc_w1a2's graph), tfc_w2a2 uniform 2 bits (as sfc_w2a2),
-# digits_mixed_progressive lfc_mixed_progressive's bits (step 8, 4, 2, 2 / 8, 5, 2, 8-bit input).
+# One recipe per feature, at digits or TFC size (a wider network proves no more exactness and
+# costs minutes): tfc_w1a1 covers XNOR-popcount after an 8-bit-input first layer (as lfc_w1a1),
+# tfc_w1a2_quantnet binary weights with 2-bit activations (its export is tfc_w1a2's graph),
+# tfc_w2a2 uniform 2 bits (as sfc_w2a2), digits_mlp_hls BatchNorm folded in QAT (as
+# tfc_w2a2_hls), digits_mixed_progressive progressive mixed bits (lfc_mixed_progressive's: step
+# 8, 4, 2, 2 / 8, 5, 2 after an 8-bit input; as tfc_mixed_progressive's linear 8, 6, 4, 2).
 RECIPES = [
     "digits_mlp",
+    "digits_mlp_hls",
     "digits_mixed_progressive",
     "tfc_w1a1",
     "tfc_w1a2_quantnet",
-    "tfc_w2a2_hls",
     "tfc_w2a2",
-    "tfc_mixed_progressive",
 ]
 
 
