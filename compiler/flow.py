@@ -294,7 +294,7 @@ def _lower(ctx: Context, stage: Path) -> str:
     from compiler.frontend.compile import LowerOptions, run_lower
 
     m = run_lower(ctx.build.path, stage, LowerOptions(**_lower_options(ctx)))
-    return f"{len(m.layers)} layers, II {m.ii_cycles:,} cycles, {m.fps:,.0f} FPS"
+    return f"{m.name}: {len(m.layers)} layers, II {m.ii_cycles:,} cycles, {m.fps:,.0f} FPS"
 
 
 # -- back ends
@@ -623,6 +623,7 @@ def run(
         if only is not None:
             only = set(only)
             steps = [s for s in steps if s.name in only]
+            _check_prerequisites(ctx, steps)
         _check_options(ctx, steps)
         st = b.state()
         st.source = source.to_json()
@@ -655,6 +656,20 @@ def run(
         raise
     b.results = ctx.results  # type: ignore[attr-defined]
     return b
+
+
+def _check_prerequisites(ctx: Context, steps: list[Step]) -> None:
+    """Running only some steps needs what the others made: say which, not a missing file."""
+    chosen = {s.name for s in steps}
+    made_by = {w: s for s in STEPS if s.applies(ctx) for w in s.writes}
+    for s in steps:
+        for r in s.reads:
+            p = made_by.get(r)
+            if p is not None and p.name not in chosen and not (ctx.build / r).exists():
+                raise TaperError(
+                    f"{ctx.build.path}: not a compiled build directory (no {r}; the {p.name} "
+                    f"step writes it: taper build {ctx.build.path} --until {p.name})"
+                )
 
 
 def _backend_given(ctx: Context) -> bool:
