@@ -1,0 +1,627 @@
+"""Cycle-accurate simulation of the generated dataflow pipeline, word by word.
+
+The pipeline of ``backends/rtl/generate.py`` is a chain: the input port, then per layer an
+optional width converter, a FIFO and the layer's unit, then the output port. Every link
+between two of them is an AXI stream whose words are each accepted at one cycle, the
+handshake. Each element is modelled by the exact rules its Verilog follows, written as
+"from which cycle is output word k valid" and "from which cycle is input word k accepted"
+(see each class), so the handshake of word k on a link is the first cycle at which both
+hold; nothing is simulated cycle by cycle, and a fully folded layer's thousands of compute
+cycles cost one addition. When the port patterns repeat, the run stops as soon as the whole
+pipeline's recent history repeats (a steady state: every later frame is the same, shifted
+by the period's cycles) and the remaining frames are filled in exactly.
+
+Cycle 0 is the first cycle after reset, as in the Verilator testbench (`hw/tb/taper_tb.cpp`)
+against which tests compare every handshake.
+"""
+
+from __future__ import annotations
+
+import sys
+from bisect import bisect_right
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.errors import TaperError
+from compiler.ir.model import Layer, MatVec, Model, Thresholding
+from compiler.sim.patterns import READY, VALID, Pattern
+
+HISTORY_FRAMES = 3  # lookback of every rule (an MVU's input buffer waits two frames back)
+MAX_PERIOD = 8  # frames
+
+
+class Deadlock(TaperError):
+    """No handshake on a link for the deadlock bound: names the stage and its FIFO."""
+
+
+@dataclass
+class StageStats:
+    busy: int  # cycles doing work (an MVU issuing a step, a thresholding unit taking a word)
+    starved: int  # cycles neither busy nor blocked: waiting for input (or done)
+    blocked: int  # cycles its output word waited for the next stage
+
+
+@dataclass
+class FifoStats:
+    depth: int
+    width: int
+    peak: int  # most words it held at once
+
+    @property
+    def bits(self) -> int:
+        return self.depth * self.width
+
+
+@dataclass
+class CycleRun:
+    """Every handshake of a run. Cycles count from the first cycle after reset."""
+
+    frames: int
+    input_cycles: np.ndarray  # every input word accepted
+    output_cycles: np.ndarray  # every output word taken
+    in_words: int  # per frame
+    out_words: int
+    clock_mhz: float
+    stages: dict[str, StageStats]
+    fifos: dict[str, FifoStats]
+    links: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (valid from, handshake) per word
+    period: tuple[int, int] | None = None  # (frames, cycles) of the steady state, if reached
+    simulated_frames: int = 0  # frames simulated before the steady state filled the rest
+
+    @property
+    def frame_start_cycles(self) -> np.ndarray:
+        return self.input_cycles[:: self.in_words]
+
+    @property
+    def last_cycles(self) -> np.ndarray:
+        """Each frame's last output word (TLAST)."""
+        return self.output_cycles[self.out_words - 1 :: self.out_words]
+
+    @property
+    def latency_cycles(self) -> int:
+        """First frame: first input word accepted -> last output word taken, inclusive."""
+        return int(self.last_cycles[0] - self.input_cycles[0] + 1)
+
+    @property
+    def ii_cycles(self) -> float:
+        """Steady-state cycles per frame, as `RTLRun.ii_cycles` measures it from TLAST."""
+        if self.period is not None:
+            return self.period[1] / self.period[0]
+        t = self.last_cycles
+        if len(t) < 3:
+            return float("nan")
+        half = len(t) // 2
+        return float((t[-1] - t[half]) / (len(t) - 1 - half))
+
+    @property
+    def fps(self) -> float:
+        return self.clock_mhz * 1e6 / self.ii_cycles
+
+    def to_json(self) -> dict:
+        return {
+            "frames": self.frames,
+            "latency_cycles": self.latency_cycles,
+            "ii_cycles": self.ii_cycles,
+            "fps": self.fps,
+            "clock_mhz": self.clock_mhz,
+            "steady_state": None
+            if self.period is None
+            else {"frames": self.period[0], "cycles": self.period[1]},
+            "stages": {k: vars(v) for k, v in self.stages.items()},
+            "fifos": {k: {**vars(v), "bits": v.bits} for k, v in self.fifos.items()},
+        }
+
+
+# ---------------------------------------------------------------------------- the engine
+
+
+class _Link:
+    __slots__ = ("name", "words", "times", "valid", "producer", "consumer", "busy")
+
+    def __init__(self, name: str, words: int):
+        self.name = name
+        self.words = words  # per frame
+        self.times: list[int] = []  # handshake cycle of each word
+        self.valid: list[int] = []  # cycle from which each word was valid
+        self.producer: _Element
+        self.consumer: _Element
+        self.busy = False
+
+
+class _Sim:
+    def __init__(self, bound: int):
+        self.bound = bound
+
+    def get(self, link: _Link, k: int) -> int:
+        """Handshake cycle of word k on ``link``, computing earlier words first."""
+        times = link.times
+        while len(times) <= k:
+            n = len(times)
+            if link.busy:  # a rule asked for its own result: a bug in a rule, not in the design
+                raise RuntimeError(f"cycle model: word {n} of {link.name} depends on itself")
+            link.busy = True
+            v = link.producer.valid_from(n)
+            h = link.consumer.first_ready(n, v)
+            link.busy = False
+            if h - v > self.bound:
+                raise Deadlock(
+                    f"deadlock: {link.consumer.stage} took no word from {link.name} for "
+                    f"{self.bound:,} cycles (word {n} valid from cycle {v:,}); "
+                    f"{link.consumer.blame(n)}"
+                )
+            link.valid.append(v)
+            times.append(h)
+        return times[k]
+
+
+class _Element:
+    stage = ""
+    inp: _Link
+    out: _Link
+
+    def __init__(self, sim: _Sim):
+        self.sim = sim
+
+    def valid_from(self, k: int) -> int:
+        raise NotImplementedError
+
+    def first_ready(self, k: int, t0: int) -> int:
+        raise NotImplementedError
+
+    def blame(self, k: int) -> str:
+        return f"{self.stage} is blocked"
+
+    def series(self) -> list[tuple[list[int], int]]:
+        """Internal per-word state (list, words per frame) that the steady state must repeat."""
+        return []
+
+
+class _Source(_Element):
+    """The input port (the testbench): offers word k from the first cycle its pattern allows
+    after word k-1 was taken (and, with a frame period K, not before frame f's cycle f*K),
+    and holds it until taken."""
+
+    stage = "input"
+
+    def __init__(self, sim: _Sim, pattern: Pattern, frame_period: int):
+        super().__init__(sim)
+        self.pattern = pattern
+        self.period = frame_period
+
+    def valid_from(self, k: int) -> int:
+        t = self.out.times[k - 1] + 1 if k else 0
+        if self.period and k % self.out.words == 0:
+            t = max(t, (k // self.out.words) * self.period)
+        r = self.pattern.first(t, t + self.sim.bound)
+        if r is None:
+            raise Deadlock(f"deadlock: the input port's valid pattern stays 0 from cycle {t:,}")
+        return r
+
+
+class _Sink(_Element):
+    """The output port: takes a word at every cycle its ready pattern is 1."""
+
+    stage = "output"
+
+    def __init__(self, sim: _Sim, pattern: Pattern):
+        super().__init__(sim)
+        self.pattern = pattern
+
+    def first_ready(self, k: int, t0: int) -> int:
+        r = self.pattern.first(t0, t0 + self.sim.bound)
+        if r is None:
+            raise Deadlock(f"deadlock: the output port's ready pattern stays 0 from cycle {t0:,}")
+        return r
+
+    def blame(self, k: int) -> str:
+        return "the output port's ready pattern"
+
+
+class _Fifo(_Element):
+    """`taper_fifo.sv`: registered count; a word pushed at t is visible at t+1; s_tready is
+    count != DEPTH, so word k enters once word k-DEPTH left (the cycle after)."""
+
+    def __init__(self, sim: _Sim, name: str, depth: int, width: int):
+        super().__init__(sim)
+        self.stage, self.depth, self.width = name, depth, width
+
+    def valid_from(self, k: int) -> int:
+        t = self.sim.get(self.inp, k)
+        if k:
+            t = max(t, self.out.times[k - 1])
+        return t + 1
+
+    def first_ready(self, k: int, t0: int) -> int:
+        t = t0
+        if k:
+            t = max(t, self.inp.times[k - 1] + 1)
+        if k >= self.depth:
+            t = max(t, self.sim.get(self.out, k - self.depth) + 1)
+        return t
+
+    def blame(self, k: int) -> str:
+        return f"FIFO {self.stage} ({self.depth} words) is full"
+
+
+class _Dwc(_Element):
+    """`taper_dwc.sv`: a count of elements; ready while count <= OUT, valid while
+    count >= OUT; a words of IN elements in, b words of OUT elements out."""
+
+    def __init__(self, sim: _Sim, name: str, a: int, b: int):
+        super().__init__(sim)
+        self.stage, self.a, self.b = name, a, b
+
+    def valid_from(self, j: int) -> int:
+        need = -(-self.b * (j + 1) // self.a)  # input words in before output word j
+        t = self.sim.get(self.inp, need - 1) + 1
+        if j:
+            t = max(t, self.out.times[j - 1] + 1)
+        return t
+
+    def first_ready(self, k: int, t0: int) -> int:
+        t = t0
+        if k:
+            t = max(t, self.inp.times[k - 1] + 1)
+        need = -(-self.a * k // self.b) - 1  # output words out before input word k
+        if need > 0:
+            t = max(t, self.sim.get(self.out, need - 1) + 1)
+        return t
+
+
+class _Stalling(_Element):
+    """A unit whose pipeline stalls as a whole while its output word is not taken: stall
+    windows [valid, taken) of its output words are the cycles it does nothing."""
+
+    def __init__(self, sim: _Sim, name: str):
+        super().__init__(sim)
+        self.stage = name
+        self.vout: list[int] = []
+        self.ws: list[int] = []  # window starts (non-empty windows only)
+        self.we: list[int] = []  # window ends: the handshake cycle (not stalled)
+        self.nwin = 0
+
+    def _sync_windows(self, upto: int) -> None:
+        """Know the stall windows of output words < upto."""
+        for j in range(self.nwin, upto):
+            h = self.sim.get(self.out, j)
+            if h > self.vout[j]:
+                self.ws.append(self.vout[j])
+                self.we.append(h)
+        self.nwin = max(self.nwin, upto)
+
+    def next_enabled(self, t: int) -> int:
+        i = bisect_right(self.ws, t) - 1
+        if i >= 0 and t < self.we[i]:
+            return self.we[i]
+        return t
+
+    def advance(self, t: int, n: int) -> int:
+        """The n-th (n >= 1) not-stalled cycle after t."""
+        t = self.next_enabled(t + 1)
+        n -= 1
+        ws, we = self.ws, self.we
+        i = bisect_right(ws, t)
+        while n:
+            if i < len(ws) and ws[i] <= t + n:
+                n -= ws[i] - 1 - t
+                t = we[i]
+                n -= 1
+                i += 1
+            else:
+                return t + n
+        return t
+
+    def blame(self, k: int) -> str:
+        return f"{self.stage} is blocked"
+
+    def blocked(self) -> int:
+        out = np.asarray(self.out.times[: len(self.vout)], dtype=np.int64)
+        return int((out - np.asarray(self.vout[: len(out)], dtype=np.int64)).sum())
+
+
+class _Mvu(_Stalling):
+    """`taper_mvu.sv`. Writer: input words fill one of two buffers; frame f goes to buffer
+    f%2, which it may enter once frame f-1 is complete and frame f-2 released (the buffer
+    switch costs one cycle). Compute: one (nf, sf) step per not-stalled cycle once its input
+    word is in the buffer (the cycle after it was written), NF x SF steps per frame, the
+    last step of a frame releasing its buffer. The last sf step of each nf gives an output
+    word valid after two more not-stalled cycles (+1): the pipeline is issue -> 1 -> 2 ->
+    output register."""
+
+    def __init__(self, sim: _Sim, layer: MatVec):
+        super().__init__(sim, layer.name)
+        self.NF = layer.out_features // layer.pe
+        self.SF = layer.in_features // layer.simd
+        self.last: list[int] = []  # cycle of the last step of each output word
+
+    def _compute(self, j: int) -> None:
+        NF, SF, last, get = self.NF, self.SF, self.last, self.sim.get
+        while len(last) <= j:
+            n = len(last)
+            f, nf = divmod(n, NF)
+            if n:
+                self._sync_windows(n)
+            t = last[n - 1] if n else -1
+            if nf == 0:
+                base = f * SF
+                for s in range(SF):
+                    x = get(self.inp, base + s) + 1
+                    t = self.next_enabled(x if x > t + 1 else t + 1)
+            else:
+                t = self.advance(t, SF)
+            last.append(t)
+            e1 = self.next_enabled(t + 1)
+            e2 = self.next_enabled(e1 + 1)
+            self.vout.append(e2 + 1)
+
+    def valid_from(self, j: int) -> int:
+        self._compute(j)
+        return self.vout[j]
+
+    def first_ready(self, w: int, t0: int) -> int:
+        f, s = divmod(w, self.SF)
+        t = t0
+        if s:
+            return max(t, self.inp.times[w - 1] + 1)
+        if f == 1:
+            return max(t, self.inp.times[w - 1] + 2)
+        if f >= 2:
+            r = (f - 1) * self.NF - 1  # the last output word of frame f-2
+            self._compute(r)
+            return max(t, max(self.inp.times[w - 1], self.last[r]) + 2)
+        return t
+
+    def series(self) -> list[tuple[list[int], int]]:
+        return [(self.last, self.NF), (self.vout, self.NF)]
+
+    def busy(self, frames: int) -> int:
+        return frames * self.NF * self.SF
+
+
+class _Thresholding(_Stalling):
+    """`taper_thresholding.sv`: takes a word at every not-stalled cycle (s_tready = !stall);
+    the word is in the output register after the next not-stalled cycle."""
+
+    def __init__(self, sim: _Sim, layer: Thresholding):
+        super().__init__(sim, layer.name)
+        self.CF = layer.channels // layer.pe
+
+    def valid_from(self, k: int) -> int:
+        t = self.sim.get(self.inp, k)
+        if k:
+            self._sync_windows(k)
+        v = self.next_enabled(t + 1) + 1
+        self.vout.append(v)
+        return v
+
+    def first_ready(self, k: int, t0: int) -> int:
+        t = t0
+        if k:
+            t = max(t, self.inp.times[k - 1] + 1)
+            self._sync_windows(k)
+        return self.next_enabled(t)
+
+    def series(self) -> list[tuple[list[int], int]]:
+        return [(self.vout, self.CF)]
+
+    def busy(self, frames: int) -> int:
+        return frames * self.CF
+
+
+UNITS: dict[str, type[_Stalling]] = {"matvec": _Mvu, "thresholding": _Thresholding}
+"""The cycle model of each IR layer kind (a new kind registers its rules here)."""
+
+
+# ---------------------------------------------------------------------------- building
+
+
+def fifo_depths(m: Model) -> dict[str, int]:
+    """The FIFO depth in front of every layer, keyed by the layer's input tensor."""
+    given = {f.tensor: f.depth for f in m.fifos}
+    return {layer.input: given.get(layer.input, 2) for layer in m.layers}
+
+
+def _unit(sim: _Sim, layer: Layer) -> _Stalling:
+    try:
+        cls = UNITS[layer.kind]
+    except KeyError:
+        raise TaperError(f"layer {layer.name}: no cycle model for {layer.kind} layers") from None
+    if getattr(layer, "n_vectors", 1) != 1:
+        raise TaperError(f"layer {layer.name}: no cycle model for n_vectors > 1")
+    return cls(sim, layer)  # type: ignore[arg-type]
+
+
+def _build(m: Model, depths: dict[str, int], src: _Source, sink: _Sink, sim: _Sim):
+    elements: list[_Element] = [src]
+    links: list[_Link] = []
+    fifos: list[_Fifo] = []
+    units: list[_Stalling] = []
+
+    def connect(e: _Element, name: str, words: int) -> None:
+        link = _Link(name, words)
+        link.producer = elements[-1]
+        elements[-1].out = link
+        link.consumer = e
+        e.inp = link
+        links.append(link)
+        elements.append(e)
+
+    first = m.layers[0]
+    elems, bits = first.in_elems, first.input_type.bits
+    name = "s_axis"
+    for layer in m.layers:
+        if layer.input_type.bits != bits:
+            raise TaperError(
+                f"layer {layer.name}: {layer.input_type.bits}-bit inputs after a {bits}-bit stream"
+            )
+        words = layer.in_features // elems
+        if elems != layer.in_elems:
+            dwc = _Dwc(sim, f"{layer.name}_dwc", elems, layer.in_elems)
+            connect(dwc, name, words)
+            name, words = f"{layer.name}_dwc", layer.in_features // layer.in_elems
+        depth = depths[layer.input]
+        if depth < 1:
+            raise TaperError(f"FIFO before layer {layer.name}: depth {depth}, expected >= 1")
+        fifo = _Fifo(sim, f"{layer.name}_fifo", depth, layer.in_width)
+        connect(fifo, name, words)
+        fifos.append(fifo)
+        unit = _unit(sim, layer)
+        connect(unit, fifo.stage, words)
+        units.append(unit)
+        name, elems, bits = layer.name, layer.out_elems, layer.out_type.bits
+    last = m.layers[-1]
+    connect(sink, name, last.out_features // last.out_elems)
+    return links, fifos, units
+
+
+# ---------------------------------------------------------------------------- the API
+
+
+def run(
+    m: Model,
+    frames: int | np.ndarray = 10,
+    *,
+    in_valid: object = None,
+    out_ready: object = None,
+    seed: int = 0,
+    frame_period: int = 0,
+    fifo_depths: dict[str, int] | None = None,
+    deadlock_cycles: int | None = None,
+    steady_state: bool = True,
+) -> CycleRun:
+    """Simulate ``frames`` frames (a count, or an array of frames whose length is used:
+    timing does not depend on the data) through the generated pipeline of ``m``.
+
+    ``in_valid`` and ``out_ready`` are the ports' patterns: None (every cycle), a stall
+    percentage 0-99 (seeded random, the same bits as the Verilator testbench's) or a 0/1
+    sequence repeated cyclically. ``frame_period`` K > 0 offers frame f not before cycle
+    f*K. ``fifo_depths`` overrides the IR's depths (keyed by a layer's input tensor).
+    ``steady_state`` stops simulating once the pipeline repeats (exact; off: simulate all).
+    Raises `Deadlock` when a link sees no handshake for ``deadlock_cycles``.
+    """
+    n = frames if isinstance(frames, (int, np.integer)) else len(np.asarray(frames))
+    if isinstance(n, bool) or int(n) < 1:
+        raise TaperError(f"frames: expected at least 1 frame, got {frames!r}")
+    n = int(n)
+    if not isinstance(frame_period, (int, np.integer)) or frame_period < 0:
+        raise TaperError(f"frame_period: expected cycles >= 0, got {frame_period!r}")
+    pin = Pattern.of(in_valid, "in_valid", VALID, seed)
+    pout = Pattern.of(out_ready, "out_ready", READY, seed)
+    depths = fifo_depths_of(m, fifo_depths)
+    bound = deadlock_cycles or 64 * sum(layer.cycles + 4 for layer in m.layers) + 100_000
+    bound += (
+        max(len(p.bits) for p in (pin, pout) if p.bits is not None)
+        if any(p.bits is not None for p in (pin, pout))
+        else 0
+    )
+    bound += frame_period
+    sim = _Sim(bound)
+    src, sink = _Source(sim, pin, int(frame_period)), _Sink(sim, pout)
+    links, fifos, units = _build(m, depths, src, sink, sim)
+    out_link = links[-1]
+    series = [(lk.times, lk.words) for lk in links] + [(lk.valid, lk.words) for lk in links]
+    for u in units:
+        series += u.series()
+    history_words = {
+        id(s): max(HISTORY_FRAMES * w, max(f.depth for f in fifos) + 2) for s, w in series
+    }
+    patterns = (pin, pout)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20_000))
+    period = None
+    done = n
+    try:
+        for f in range(n):
+            sim.get(out_link, (f + 1) * out_link.words - 1)
+            if steady_state and f + 1 < n and f + 1 >= 2 * HISTORY_FRAMES:
+                period = _steady(series, history_words, f, out_link, patterns, frame_period)
+                if period is not None:
+                    done = f + 1
+                    _extrapolate(series, f, period, n)
+                    break
+    finally:
+        sys.setrecursionlimit(old)
+    return _result(m, n, done, period, links, fifos, units)
+
+
+def fifo_depths_of(m: Model, override: dict[str, int] | None) -> dict[str, int]:
+    depths = fifo_depths(m)
+    for k, v in (override or {}).items():
+        if k not in depths:
+            raise TaperError(f"fifo_depths: no FIFO before a layer reading '{k}'")
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise TaperError(f"fifo_depths: '{k}': expected a depth >= 1, got {v!r}")
+        depths[k] = int(v)
+    return depths
+
+
+def _steady(series, history_words, f: int, out_link: _Link, patterns, frame_period: int):
+    """(frames, cycles) when the last frames repeat the ones P frames before, shifted."""
+    end = out_link.words * (f + 1)
+    for p in range(1, MAX_PERIOD + 1):
+        if f + 1 < p + HISTORY_FRAMES:
+            break
+        T = out_link.times[end - 1] - out_link.times[end - 1 - p * out_link.words]
+        if T <= 0 or not all(pt.shift_invariant(T) for pt in patterns):
+            continue
+        if frame_period and T % frame_period:
+            continue
+        if all(_repeats(s, w, history_words[id(s)], f, p, T) for s, w in series):
+            return p, T
+    return None
+
+
+def _repeats(s: list[int], w: int, h: int, f: int, p: int, T: int) -> bool:
+    end = (f + 1) * w
+    lo = end - h
+    if lo - p * w < 0 or len(s) < end:
+        return False
+    a = np.asarray(s[lo - p * w :], dtype=np.int64)
+    # the history, and whatever was computed beyond frame f, repeats with period (p, T)
+    return bool((a[p * w :] - a[: len(a) - p * w] == T).all())
+
+
+def _extrapolate(series, f: int, period: tuple[int, int], n: int) -> None:
+    p, T = period
+    for s, w in series:
+        end = (f + 1) * w
+        total = n * w
+        if len(s) >= total:
+            continue
+        base = np.asarray(s[end - p * w : end], dtype=np.int64)
+        idx = np.arange(total - end)
+        ext = base[idx % (p * w)] + T * (idx // (p * w) + 1)
+        del s[end:]
+        s.extend(ext.tolist())
+
+
+def _result(m, n, done, period, links, fifos, units) -> CycleRun:
+    times = {lk.name: np.asarray(lk.times[: n * lk.words], dtype=np.int64) for lk in links}
+    valid = {lk.name: np.asarray(lk.valid[: n * lk.words], dtype=np.int64) for lk in links}
+    inp, out = links[0], links[-1]
+    end = int(times[out.name][-1]) + 1
+    stages = {}
+    for u in units:
+        vout = np.asarray(u.vout[: n * u.out.words], dtype=np.int64)
+        blocked = int((times[u.out.name] - vout).sum())
+        busy = u.busy(n)
+        stages[u.stage] = StageStats(busy=busy, starved=end - busy - blocked, blocked=blocked)
+    fstats = {}
+    for fi in fifos:
+        push, pop = times[fi.inp.name], times[fi.out.name]
+        occ = np.arange(1, len(push) + 1) - np.searchsorted(pop, push, side="right")
+        fstats[fi.stage] = FifoStats(fi.depth, fi.width, int(occ.max()))
+    return CycleRun(
+        frames=n,
+        input_cycles=times[inp.name],
+        output_cycles=times[out.name],
+        in_words=inp.words,
+        out_words=out.words,
+        clock_mhz=m.clock_mhz,
+        stages=stages,
+        fifos=fstats,
+        links={k: (valid[k], times[k]) for k in times},
+        period=period,
+        simulated_frames=done,
+    )
