@@ -9,6 +9,7 @@ from compiler.backends.rtl import simulate
 from compiler.errors import TaperError
 from compiler.ir import FIFO, InputEdge, IntType, MatVec, Model, OutputEdge
 from compiler.sim import bitexact
+from compiler.sim.patterns import READY, Pattern
 
 
 def chain(rng, specs) -> Model:
@@ -95,6 +96,38 @@ def test_rtl_equals_simulator_under_backpressure(name):
         np.testing.assert_array_equal(r.outputs, want)
     r = simulate.run(m, q, stall_percent=0)
     assert abs(r.ii_cycles - m.ii_cycles) <= 2
+
+
+def test_rtl_follows_handshake_patterns_and_records_every_handshake():
+    rng = np.random.default_rng(11)
+    m = chain(rng, [({"mw": 8, "mh": 4}, 2, 4), ({"mw": 4, "mh": 2, "thresholds": False}, 1, 2)])
+    m.check()
+    t = m.layers[0].input_type
+    q = rng.integers(t.min, t.max + 1, size=(12, m.layers[0].in_features))
+    in_valid, ready, period = [1, 0, 0], Pattern.random(40, 3, READY), 50
+    r = simulate.run(m, q, in_valid=in_valid, out_ready=ready, frame_period=period)
+    np.testing.assert_array_equal(r.outputs, bitexact.run_hardware(m, q)[m.output_tensor])
+    first, last = m.layers[0], m.layers[-1]
+    words_in = first.in_features // G.in_elems(first)
+    words_out = last.out_features // last.pe
+    assert len(r.input_word_cycles) == len(q) * words_in
+    assert len(r.output_word_cycles) == len(q) * words_out
+    assert r.input_cycles == r.input_word_cycles[::words_in]
+    assert r.last_cycles == r.output_word_cycles[words_out - 1 :: words_out]
+    assert all(ready.at(c) for c in r.output_word_cycles)
+    # each word is offered at the first valid cycle after the previous handshake (a frame's
+    # first word not before f * period) and is accepted then or later
+    prev = -1
+    for i, c in enumerate(r.input_word_cycles):
+        offer = prev + 1
+        if i % words_in == 0:
+            offer = max(offer, i // words_in * period)
+        while not in_valid[offer % 3]:
+            offer += 1
+        assert c >= offer, (i, c, offer)
+        prev = c
+    assert all(c >= f * period for f, c in enumerate(r.input_cycles))
+    assert r.input_cycles[-1] >= (len(q) - 1) * period
 
 
 def test_standalone_thresholding_layer_in_rtl():

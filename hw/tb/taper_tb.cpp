@@ -1,11 +1,18 @@
 // taper stream testbench for Verilator: feeds input words to the generated top and records
-// every output word, with random input stalls and random output backpressure.
+// every handshake, with the source's valid and the sink's ready following given patterns (the
+// same patterns as the Python cycle simulator, compiler/sim/patterns.py).
 //
-//   Vtb IN_FILE OUT_FILE STALL_PERCENT SEED MAX_CYCLES WORDS_PER_FRAME
+//   Vtb IN_FILE OUT_FILE MAX_CYCLES WORDS_PER_FRAME VALID_SPEC READY_SPEC FRAME_PERIOD
 //
 // IN_FILE holds one input word per line in hex (most significant digit first). OUT_FILE gets
-// "I <cycle>" when the first word of an input frame is accepted and "O <cycle> <hex> <tlast>"
-// for every output word. "tb_top.h" (generated) includes the model and defines `Top`.
+// "I <cycle>" for every accepted input word and "O <cycle> <hex> <tlast>" for every output
+// word. A pattern spec gives one bit per cycle t (t = 0 is the first cycle after reset):
+//   "1"             always 1
+//   "r:P:S:SALT"    bit = mix(key + t) % 100 >= P, key = mix(S * 2 + SALT) (uint64, mod 2^64)
+//   "f:PATH"        PATH holds one line of 0/1 characters, repeated cyclically
+// The source offers a new word at cycle t when its valid bit is 1 (and, with FRAME_PERIOD > 0,
+// a frame f's first word not before cycle f * FRAME_PERIOD) and holds it until accepted; the
+// sink's tready is its ready bit. "tb_top.h" (generated) includes the model and defines `Top`.
 #include "tb_top.h"
 #include "verilated.h"
 
@@ -51,30 +58,99 @@ template <std::size_t N> static std::string hex(const VlWide<N>& port) {
     return s;
 }
 
-// xorshift: the same stall pattern for the same seed on every machine
-static uint64_t rng_state = 88172645463325252ull;
-static unsigned rnd100() {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return static_cast<unsigned>(rng_state % 100);
+// splitmix64's finalizer, as mix() in compiler/sim/patterns.py
+static uint64_t mix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+// a decimal integer (optionally negative) mod 2^64, as Python's `& MASK` of any int
+static bool parse_u64(const std::string& s, uint64_t& v) {
+    size_t i = 0;
+    bool neg = false;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+    if (i == s.size()) return false;
+    v = 0;
+    for (; i < s.size(); i++) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        v = v * 10 + static_cast<uint64_t>(s[i] - '0');
+    }
+    if (neg) v = 0 - v;
+    return true;
+}
+
+struct Pattern {
+    enum Kind { ALWAYS, RANDOM, CYCLIC } kind = ALWAYS;
+    uint64_t key = 0;
+    uint64_t percent = 0;
+    std::vector<uint8_t> bits;
+
+    bool at(uint64_t t) const {
+        if (kind == ALWAYS) return true;
+        if (kind == RANDOM) return mix(key + t) % 100 >= percent;
+        return bits[t % bits.size()] != 0;
+    }
+};
+
+// "1", "r:PERCENT:SEED:SALT" or "f:PATH"; on error, a message in `err`
+static bool parse_pattern(const std::string& spec, Pattern& p, std::string& err) {
+    if (spec == "1") { p.kind = Pattern::ALWAYS; return true; }
+    if (spec.rfind("r:", 0) == 0) {
+        std::vector<std::string> f;
+        size_t start = 2;
+        for (size_t colon; (colon = spec.find(':', start)) != std::string::npos; start = colon + 1)
+            f.push_back(spec.substr(start, colon - start));
+        f.push_back(spec.substr(start));
+        uint64_t seed = 0, salt = 0;
+        if (f.size() != 3 || !parse_u64(f[0], p.percent) || p.percent > 99 || !parse_u64(f[1], seed) ||
+            !parse_u64(f[2], salt)) {
+            err = "expected r:PERCENT:SEED:SALT with PERCENT 0..99";
+            return false;
+        }
+        p.kind = Pattern::RANDOM;
+        p.key = mix(seed * 2 + salt);
+        return true;
+    }
+    if (spec.rfind("f:", 0) == 0) {
+        std::ifstream in(spec.substr(2));
+        if (!in) { err = "cannot read " + spec.substr(2); return false; }
+        std::string line;
+        std::getline(in, line);
+        for (char c : line) {
+            if (c == '0' || c == '1') p.bits.push_back(static_cast<uint8_t>(c - '0'));
+            else if (c != '\r' && c != ' ' && c != '\t') { err = "a pattern file holds 0/1 characters"; return false; }
+        }
+        if (p.bits.empty()) { err = "empty pattern file " + spec.substr(2); return false; }
+        p.kind = Pattern::CYCLIC;
+        return true;
+    }
+    err = "expected 1, r:PERCENT:SEED:SALT or f:PATH";
+    return false;
 }
 
 int main(int argc, char** argv) {
-    if (argc != 7) {
-        std::fprintf(stderr, "usage: %s IN OUT STALL_PERCENT SEED MAX_CYCLES WORDS_PER_FRAME\n", argv[0]);
+    if (argc != 8) {
+        std::fprintf(stderr,
+                     "usage: %s IN OUT MAX_CYCLES WORDS_PER_FRAME VALID_SPEC READY_SPEC FRAME_PERIOD\n",
+                     argv[0]);
         return 2;
     }
     std::ifstream in(argv[1]);
     std::vector<Words> inputs;
     for (std::string line; std::getline(in, line);)
         if (!line.empty()) inputs.push_back(parse_hex(line));
+    uint64_t max_cycles = std::strtoull(argv[3], nullptr, 10);
+    size_t words_per_frame = static_cast<size_t>(std::strtoull(argv[4], nullptr, 10));
+    if (words_per_frame == 0) { std::fprintf(stderr, "WORDS_PER_FRAME must be > 0\n"); return 2; }
+    Pattern valid, ready;
+    std::string err;
+    if (!parse_pattern(argv[5], valid, err)) { std::fprintf(stderr, "VALID_SPEC %s: %s\n", argv[5], err.c_str()); return 2; }
+    if (!parse_pattern(argv[6], ready, err)) { std::fprintf(stderr, "READY_SPEC %s: %s\n", argv[6], err.c_str()); return 2; }
+    uint64_t frame_period = std::strtoull(argv[7], nullptr, 10);
     FILE* out = std::fopen(argv[2], "w");
     if (!out) { std::perror(argv[2]); return 2; }
-    unsigned stall = static_cast<unsigned>(std::atoi(argv[3]));
-    rng_state += static_cast<uint64_t>(std::atoll(argv[4])) * 0x9E3779B97F4A7C15ull;
-    uint64_t max_cycles = std::strtoull(argv[5], nullptr, 10);
-    size_t words_per_frame = static_cast<size_t>(std::atol(argv[6]));
 
     VerilatedContext ctx;
     ctx.commandArgs(1, argv);
@@ -96,16 +172,18 @@ int main(int argc, char** argv) {
     bool offering = false;
     for (; cycle < max_cycles && frames_out < frames_expected; cycle++) {
         top.clk = 0;
-        if (!offering && next < inputs.size() && rnd100() >= stall) {
+        if (!offering && next < inputs.size() && valid.at(cycle) &&
+            (frame_period == 0 || next % words_per_frame != 0 ||
+             cycle >= static_cast<uint64_t>(next / words_per_frame) * frame_period)) {
             put(top.s_axis_tdata, inputs[next]);
             offering = true;
         }
         top.s_axis_tvalid = offering;
-        top.m_axis_tready = rnd100() >= stall;
+        top.m_axis_tready = ready.at(cycle);
         top.eval();
         bool in_fire = top.s_axis_tvalid && top.s_axis_tready;
         bool out_fire = top.m_axis_tvalid && top.m_axis_tready;
-        if (in_fire && next % words_per_frame == 0) std::fprintf(out, "I %llu\n", (unsigned long long)cycle);
+        if (in_fire) std::fprintf(out, "I %llu\n", (unsigned long long)cycle);
         if (out_fire) {
             std::fprintf(out, "O %llu %s %d\n", (unsigned long long)cycle, hex(top.m_axis_tdata).c_str(),
                          static_cast<int>(top.m_axis_tlast));

@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from compiler.backends.rtl.generate import decode, encode, generate, in_elems, p
 from compiler.build import atomic_write
 from compiler.errors import TaperError
 from compiler.ir.model import Model
+from compiler.sim.patterns import READY, VALID, Pattern
 from compiler.tools import tool
 
 TESTBENCH = Path(str(files("compiler.hw"))) / "tb" / "taper_tb.cpp"
@@ -40,6 +41,8 @@ class RTLRun:
     outputs: np.ndarray  # (frames, out features) int64, decoded
     input_cycles: list[int]  # cycle at which each frame's first word was accepted
     last_cycles: list[int]  # cycle of each frame's TLAST word
+    input_word_cycles: list[int] = field(default_factory=list)  # every input handshake
+    output_word_cycles: list[int] = field(default_factory=list)  # every output handshake
 
     @property
     def latency_cycles(self) -> int:
@@ -107,19 +110,60 @@ def _mk(p: Path) -> Path:
     return p
 
 
+def _slowdown(p: Pattern) -> int:
+    """How many cycles a port may take per word it moves, rounded up (for the cycle budget):
+    random, 1 / (1 - stall); cyclic, 1 / density plus its longest run of 0s (wrapping)."""
+    if p.kind == "random":
+        return -(-100 // (100 - p.percent))
+    if p.kind == "cyclic":
+        ones = np.flatnonzero(np.concatenate([p.bits, p.bits]))  # >= 2: never all 0
+        return -(-len(p.bits) // (len(ones) // 2)) + int(np.diff(ones).max()) - 1
+    return 1
+
+
 def run(
-    m: Model, q: np.ndarray, stall_percent: int = 0, seed: int = 0, cache: Path = DEFAULT_CACHE
+    m: Model,
+    q: np.ndarray,
+    stall_percent: int = 0,
+    seed: int = 0,
+    cache: Path = DEFAULT_CACHE,
+    *,
+    in_valid: object = None,
+    out_ready: object = None,
+    frame_period: int = 0,
 ) -> RTLRun:
-    """Stream integer inputs ``q`` (frames, in features) through the RTL."""
+    """Stream integer inputs ``q`` (frames, in features) through the RTL.
+
+    ``in_valid`` (when the source offers a new word) and ``out_ready`` (when the sink takes
+    one) are anything ``Pattern.of`` accepts; left None, they are ``stall_percent`` random
+    stalls from ``seed`` (always, at 0). With ``frame_period`` > 0, frame f's first word is
+    offered no earlier than cycle f * frame_period. Cycles count from the first after reset.
+    """
+    if in_valid is None:
+        valid = Pattern.of(stall_percent, "stall_percent", VALID, seed)
+    else:
+        valid = Pattern.of(in_valid, "in_valid", VALID, seed)
+    if out_ready is None:
+        ready = Pattern.of(stall_percent, "stall_percent", READY, seed)
+    else:
+        ready = Pattern.of(out_ready, "out_ready", READY, seed)
+    frame_period = int(frame_period)
+    if frame_period < 0:
+        raise TaperError(f"frame_period: a cycle count >= 0, got {frame_period}")
     binary, d = build(m, cache)
     first, last = m.layers[0], m.layers[-1]
     words_in = first.in_features // in_elems(first)
     codes = encode(q, first.input_type).reshape(len(q) * words_in, in_elems(first))
     lines = pack_words(codes, first.input_type.bits)
     out_bits = last.out_type.bits if last.thresholds is not None else last.acc_type.bits
-    budget = (len(q) + 4) * (m.latency_cycles + m.ii_cycles) * (
-        4 if stall_percent else 1
-    ) * 4 + 10_000
+    words_out = last.out_features // last.pe
+    slow = _slowdown(valid) * _slowdown(ready)
+    budget = (
+        (len(q) + 4) * (m.latency_cycles + m.ii_cycles) * slow * 4
+        + len(q) * (words_in + words_out) * slow
+        + len(q) * frame_period
+        + 10_000
+    )
     with tempfile.TemporaryDirectory() as tmp:
         fin, fout = Path(tmp) / "in.hex", Path(tmp) / "out.txt"
         atomic_write(fin, lambda p: p.write_text("\n".join(lines) + "\n"))
@@ -128,10 +172,11 @@ def run(
                 str(binary),
                 str(fin),
                 str(fout),
-                str(stall_percent),
-                str(seed),
                 str(budget),
                 str(words_in),
+                valid.tb_spec(Path(tmp), "in_valid"),
+                ready.tb_spec(Path(tmp), "out_ready"),
+                str(frame_period),
             ],
             cwd=d,
             capture_output=True,
@@ -142,7 +187,7 @@ def run(
                 f"RTL simulation failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}"
             )
         records = fout.read_text().split("\n")
-    ins, lasts, words = [], [], []
+    ins, outs, lasts, words = [], [], [], []
     for rec in records:
         parts = rec.split()
         if not parts:
@@ -150,6 +195,7 @@ def run(
         if parts[0] == "I":
             ins.append(int(parts[1]))
         else:
+            outs.append(int(parts[1]))
             words.append(int(parts[2], 16))
             if parts[3] == "1":
                 lasts.append(int(parts[1]))
@@ -158,4 +204,4 @@ def run(
         [[(w >> (k * out_bits)) & mask for k in range(last.pe)] for w in words], dtype=np.int64
     )
     vals = decode(lanes, last.out_type).reshape(len(q), last.out_features)
-    return RTLRun(vals, ins, lasts)
+    return RTLRun(vals, ins[::words_in], lasts, ins, outs)
