@@ -290,7 +290,7 @@ def compile_cmd(model, out, quiet, **kw) -> None:
     from compiler import flow
 
     source, d = _source_and_out(model, out)
-    until = "hls4ml" if kw.get("backend") == "hls4ml" else "lower"
+    until = "hls4ml" if kw.get("backend") == "hls4ml" else "fifo"
     flow.run(d, source, _options(**kw), until=until, quiet=quiet)
 
 

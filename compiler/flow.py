@@ -113,6 +113,8 @@ class Options:
     clock_mhz: float | None = None
     target_fps: float | None = None
     folding: str | None = None
+    # fifo
+    fifo_depths: str | None = None  # auto | default | a FIFO JSON file
     # back end
     backend: str | None = None
     # verify
@@ -297,6 +299,29 @@ def _lower(ctx: Context, stage: Path) -> str:
     return f"{m.name}: {len(m.layers)} layers, II {m.ii_cycles:,} cycles, {m.fps:,.0f} FPS"
 
 
+# -- fifo
+
+FIFO_MODES = ("auto", "default")
+
+
+def _fifo_options(ctx: Context) -> dict:
+    spec = _pick(ctx, "fifo", "fifo_depths", ctx.opts.fifo_depths, "auto")
+    if spec not in FIFO_MODES:
+        spec = str(Path(spec).resolve())
+    return {"fifo_depths": spec}
+
+
+def _fifo_external(ctx: Context) -> dict:
+    f = _fifo_options(ctx)["fifo_depths"]
+    return {} if f in FIFO_MODES else {f"fifo_depths:{f}": digest(Path(f))}
+
+
+def _fifo(ctx: Context, stage: Path) -> str:
+    from compiler.sim.fifo_sizing import run_step
+
+    return run_step(ctx.build / B.LOWERED_DIR, stage, _fifo_options(ctx)["fifo_depths"])
+
+
 # -- back ends
 
 
@@ -440,21 +465,38 @@ STEPS: list[Step] = [
     ),
     Step(
         "lower",
-        "specialize and fold (FINN), lower into the IR, report",
+        "specialize and fold (FINN), lower into the IR",
         (B.FINN_HW_ONNX, B.FRONTEND_JSON, "frontend.npz"),
-        (B.FINN_FOLDED_ONNX, B.IR_JSON, B.IR_NPZ, B.REPORT_MD, B.REPORT_PNG),
+        (B.FINN_FOLDED_ONNX, B.LOWERED_DIR),
         (
             "compiler.frontend.compile",
             "compiler.frontend.finn_passes",
             "compiler.frontend.lower",
             "compiler.ir",
-            "compiler.report",
             "compiler.boards",
         ),
-        ("finn-plus", "qonnx", "matplotlib"),
+        ("finn-plus", "qonnx"),
         _lower_options,
         _lower,
         external=_lower_external,
+    ),
+    Step(
+        "fifo",
+        "FIFO depths from the cycle model, the IR, timeline and report",
+        (B.LOWERED_DIR,),
+        (B.IR_JSON, B.IR_NPZ, B.FIFO_JSON, B.TIMELINE_PNG, B.REPORT_MD, B.REPORT_PNG),
+        (
+            "compiler.sim.cycles",
+            "compiler.sim.patterns",
+            "compiler.sim.fifo_sizing",
+            "compiler.sim.timeline",
+            "compiler.ir",
+            "compiler.report",
+        ),
+        ("matplotlib",),
+        _fifo_options,
+        _fifo,
+        external=_fifo_external,
     ),
     Step(
         "hls4ml",
@@ -689,6 +731,12 @@ def _check_options(ctx: Context, steps: list[Step]) -> None:
             from compiler.frontend.input_type import parse_input_type
 
             parse_input_type(o["input_type"])
+    if "fifo" in names:
+        spec = _fifo_options(ctx)["fifo_depths"]
+        if spec not in FIFO_MODES and not Path(spec).is_file():
+            raise TaperError(
+                f"--fifo-depths: expected auto, default or a FIFO JSON file; {spec}: not found"
+            )
     if "verify" in names:
         from compiler.verify import check_options
 

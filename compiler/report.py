@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from compiler.build import REPORT_MD, REPORT_PNG, atomic_write, write_text  # noqa: E402
+from compiler.build import REPORT_MD, REPORT_PNG, TIMELINE_PNG, atomic_write, write_text
 from compiler.ir.model import MatVec, Model, Thresholding
+
+if TYPE_CHECKING:
+    from compiler.sim.cycles import CycleRun
 
 
 def _matvec_row(layer: MatVec) -> dict:
@@ -53,7 +57,9 @@ def layer_rows(m: Model) -> list[dict]:
     return rows
 
 
-def render_markdown(m: Model) -> str:
+def render_markdown(
+    m: Model, run: CycleRun | None = None, fifo_bits_before: int | None = None
+) -> str:
     rows = layer_rows(m)
     e = m.input_edge
     lines = [
@@ -61,9 +67,24 @@ def render_markdown(m: Model) -> str:
         "",
         f"Source `{m.source}` · board {m.board} ({m.part}) · clock {m.clock_mhz:g} MHz",
         "",
-        f"- **II** {m.ii_cycles:,} cycles per frame -> **{m.fps:,.0f} FPS**",
-        f"- **latency** (first frame, stages in sequence) {m.latency_cycles:,} cycles "
-        f"= {m.latency_cycles / m.clock_mhz:,.2f} µs",
+        *(
+            [
+                f"- **II** {run.ii_cycles:,.4g} cycles per frame -> **{run.fps:,.0f} FPS** "
+                f"(cycle model of the RTL; slowest stage {m.ii_cycles:,} cycles)",
+                f"- **latency** (first frame) {run.latency_cycles:,} cycles "
+                f"= {run.latency_cycles / m.clock_mhz:,.2f} µs",
+                f"- FIFOs: {sum(f.depth * f.width for f in m.fifos):,} bits"
+                + (f" (before sizing {fifo_bits_before:,})" if fifo_bits_before is not None else "")
+                + ", depths "
+                + ", ".join(f"{f.depth}" for f in m.fifos),
+            ]
+            if run is not None
+            else [
+                f"- **II** {m.ii_cycles:,} cycles per frame -> **{m.fps:,.0f} FPS**",
+                f"- **latency** (first frame, stages in sequence) {m.latency_cycles:,} cycles "
+                f"= {m.latency_cycles / m.clock_mhz:,.2f} µs",
+            ]
+        ),
         f"- weight memory {sum(r['weight_bits'] for r in rows):,} bits, threshold memory "
         f"{sum(r['threshold_bits'] for r in rows):,} bits",
         f"- FINN estimate (total): {_fmt(sum(r['finn_lut'] or 0 for r in rows))} LUT, "
@@ -82,6 +103,18 @@ def render_markdown(m: Model) -> str:
             f"| {r['out']} | {r['PE']} | {r['SIMD']} | {r['cycles']:,} | {r['weight_bits']:,} "
             f"| {r['threshold_bits']:,} | {_fmt(r['finn_lut'])} | {_fmt(r['finn_bram18'])} |"
         )
+    if run is not None:
+        lines += [
+            "",
+            "| stage | busy | starved | blocked |",
+            "|---|---|---|---|",
+            *(
+                f"| {k} | {v.busy:,} | {v.starved:,} | {v.blocked:,} |"
+                for k, v in run.stages.items()
+            ),
+            "",
+            f"Cycles over {run.frames} frames. ![pipeline timeline]({TIMELINE_PNG})",
+        ]
     lines += ["", f"![per-layer cycles and memory]({REPORT_PNG})", ""]
     return "\n".join(lines)
 
@@ -123,7 +156,9 @@ def plot(m: Model, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(m: Model, out_dir: Path) -> None:
+def write_report(
+    m: Model, out_dir: Path, run: CycleRun | None = None, fifo_bits_before: int | None = None
+) -> None:
     out_dir = Path(out_dir)
     plot(m, out_dir / REPORT_PNG)
-    write_text(out_dir / REPORT_MD, render_markdown(m))
+    write_text(out_dir / REPORT_MD, render_markdown(m, run, fifo_bits_before))

@@ -169,12 +169,11 @@ def check_lower_options(o: LowerOptions) -> None:
 
 
 def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
-    """finn_hw.onnx + the record -> finn_folded.onnx, the IR and its report."""
+    """finn_hw.onnx + the record -> finn_folded.onnx and the IR before FIFO sizing."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     from compiler.frontend import finn_passes as F
     from compiler.frontend.lower import lower_chain, sanitize
-    from compiler.report import write_report
 
     check_lower_options(o)
     b = get_board(o.board)
@@ -213,8 +212,8 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
             f"{src}: {len(m.layers)} hardware layers, but the front end found "
             f"{len(rec.hw_outputs)} HW nodes"
         )
-    ir.save(m, stage)
-    write_report(m, stage)
+    (stage / B.LOWERED_DIR).mkdir()
+    ir.save(m, stage / B.LOWERED_DIR)
     return m
 
 
@@ -243,5 +242,5 @@ def compile_model(source: Path, out: Path, opts: CompileOptions, quiet: bool = F
         folding=opts.folding,
         input_type=opts.input_type,
     )
-    b = flow.run(out, src, o, until="lower", quiet=quiet)
+    b = flow.run(out, src, o, until="fifo", quiet=quiet)
     return ir.load(b.path)

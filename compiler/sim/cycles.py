@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sys
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -68,6 +68,8 @@ class CycleRun:
     links: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (valid from, handshake) per word
     period: tuple[int, int] | None = None  # (frames, cycles) of the steady state, if reached
     simulated_frames: int = 0  # frames simulated before the steady state filled the rest
+    # stage -> (input link, output link, [first, last] cycles it issued work, up to `record`)
+    busy: dict[str, tuple[str, str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def frame_start_cycles(self) -> np.ndarray:
@@ -334,6 +336,8 @@ class _Mvu(_Stalling):
         self.NF = layer.out_features // layer.pe
         self.SF = layer.in_features // layer.simd
         self.last: list[int] = []  # cycle of the last step of each output word
+        self.spans: list[list[int]] = []  # [first, last] cycles of issued steps (windows cut)
+        self.record = 0  # record spans before this cycle
 
     def _compute(self, j: int) -> None:
         NF, SF, last, get = self.NF, self.SF, self.last, self.sim.get
@@ -343,13 +347,22 @@ class _Mvu(_Stalling):
             if n:
                 self._sync_windows(n)
             t = last[n - 1] if n else -1
+            t0 = t
             if nf == 0:
                 base = f * SF
                 for s in range(SF):
                     x = get(self.inp, base + s) + 1
                     t = self.next_enabled(x if x > t + 1 else t + 1)
+                    if t < self.record:
+                        sp = self.spans
+                        if sp and sp[-1][1] + 1 >= t:
+                            sp[-1][1] = t
+                        else:
+                            sp.append([t, t])
             else:
                 t = self.advance(t, SF)
+                if t0 < self.record:
+                    self.spans.append([t0 + 1, t])
             last.append(t)
             e1 = self.next_enabled(t + 1)
             e2 = self.next_enabled(e1 + 1)
@@ -489,6 +502,7 @@ def run(
     fifo_depths: dict[str, int] | None = None,
     deadlock_cycles: int | None = None,
     steady_state: bool = True,
+    record_cycles: int = 0,
 ) -> CycleRun:
     """Simulate ``frames`` frames (a count, or an array of frames whose length is used:
     timing does not depend on the data) through the generated pipeline of ``m``.
@@ -498,7 +512,8 @@ def run(
     sequence repeated cyclically. ``frame_period`` K > 0 offers frame f not before cycle
     f*K. ``fifo_depths`` overrides the IR's depths (keyed by a layer's input tensor).
     ``steady_state`` stops simulating once the pipeline repeats (exact; off: simulate all).
-    Raises `Deadlock` when a link sees no handshake for ``deadlock_cycles``.
+    Raises `Deadlock` when a link sees no handshake for ``deadlock_cycles``. The cycles each
+    stage was busy are kept for the first ``record_cycles`` cycles (for `timeline`).
     """
     n = frames if isinstance(frames, (int, np.integer)) else len(np.asarray(frames))
     if isinstance(n, bool) or int(n) < 1:
@@ -520,6 +535,9 @@ def run(
     src, sink = _Source(sim, pin, int(frame_period)), _Sink(sim, pout)
     links, fifos, units = _build(m, depths, src, sink, sim)
     out_link = links[-1]
+    for u in units:
+        if isinstance(u, _Mvu):
+            u.record = record_cycles
     series = [(lk.times, lk.words) for lk in links] + [(lk.valid, lk.words) for lk in links]
     for u in units:
         series += u.series()
@@ -542,7 +560,7 @@ def run(
                     break
     finally:
         sys.setrecursionlimit(old)
-    return _result(m, n, done, period, links, fifos, units)
+    return _result(m, n, done, period, links, fifos, units, record_cycles)
 
 
 def fifo_depths_of(m: Model, override: dict[str, int] | None) -> dict[str, int]:
@@ -596,13 +614,20 @@ def _extrapolate(series, f: int, period: tuple[int, int], n: int) -> None:
         s.extend(ext.tolist())
 
 
-def _result(m, n, done, period, links, fifos, units) -> CycleRun:
+def _result(m, n, done, period, links, fifos, units, record: int) -> CycleRun:
     times = {lk.name: np.asarray(lk.times[: n * lk.words], dtype=np.int64) for lk in links}
     valid = {lk.name: np.asarray(lk.valid[: n * lk.words], dtype=np.int64) for lk in links}
     inp, out = links[0], links[-1]
     end = int(times[out.name][-1]) + 1
-    stages = {}
+    stages, spans_of = {}, {}
     for u in units:
+        if isinstance(u, _Mvu):
+            spans = np.asarray(u.spans, dtype=np.int64).reshape(-1, 2)
+        else:
+            takes = times[u.inp.name]
+            takes = takes[takes < record]
+            spans = np.stack([takes, takes], axis=1)
+        spans_of[u.stage] = (u.inp.name, u.out.name, spans)
         vout = np.asarray(u.vout[: n * u.out.words], dtype=np.int64)
         blocked = int((times[u.out.name] - vout).sum())
         busy = u.busy(n)
@@ -624,4 +649,5 @@ def _result(m, n, done, period, links, fifos, units) -> CycleRun:
         links={k: (valid[k], times[k]) for k in times},
         period=period,
         simulated_frames=done,
+        busy=spans_of,
     )
