@@ -91,14 +91,14 @@ def unsw_build(tmp_path_factory):
 
 def test_a_finished_build_is_current_and_a_rerun_does_nothing(unsw_build, capsys):
     st = _status(unsw_build)
-    for name in ("export", "frontend", "lower", "rtl", "verify"):
+    for name in ("export", "frontend", "lower", "fifo", "rtl", "verify"):
         assert st[name] == ("current", ""), (name, st[name])
     assert st["train"][0] == "skipped" and st["hls4ml"][0] == "skipped"
     assert st["bitstream"] == ("waiting", "needs Vivado")
     mtime = (unsw_build / B.IR_JSON).stat().st_mtime_ns
     flow.run(unsw_build, None, until="verify")
     out = capsys.readouterr().out
-    assert out.count("up to date") == 5 and "running" not in out
+    assert out.count("up to date") == 6 and "running" not in out
     assert (unsw_build / B.IR_JSON).stat().st_mtime_ns == mtime
 
 
@@ -113,15 +113,18 @@ def test_changing_the_folding_makes_exactly_the_steps_after_frontend_stale(tmp_p
     st = _status(d)
     assert st["export"][0] == st["frontend"][0] == "current"
     assert st["lower"][0] == "stale" and st["lower"][1].startswith("option folding changed")
+    assert st["fifo"] == ("stale", "input lowered is out of date (lower is stale)"), st["fifo"]
     for name in ("rtl", "verify"):
-        assert st[name] == ("stale", "input ir.json is out of date (lower is stale)"), st[name]
+        assert st[name] == ("stale", "input ir.json is out of date (fifo is stale)"), st[name]
     # run: only the steps after frontend run again
     b = flow.run(d, None, until="verify", quiet=True)
     assert b is not None
     recs = B.Build(d).state().steps
     assert recs["frontend"].finished == B.Build(unsw_build).state().steps["frontend"].finished
     assert recs["lower"].finished > recs["frontend"].finished
-    assert all(s == "current" for s, _ in (_status(d)[n] for n in ("lower", "rtl", "verify")))
+    assert all(
+        s == "current" for s, _ in (_status(d)[n] for n in ("lower", "fifo", "rtl", "verify"))
+    )
     # the folding file is an input: editing it makes lower stale again
     fold.write_text(json.dumps({names[0]: {"PE": 4}}))
     assert _status(d)["lower"] == ("stale", "input folding changed")
@@ -131,15 +134,15 @@ def test_an_output_edited_by_hand_is_kept_named_and_rebuilt_when_forced(tmp_path
     d = tmp_path / "b"
     shutil.copytree(unsw_build, d)
     (d / B.REPORT_MD).write_text("edited\n")
-    assert _status(d)["lower"] == (
+    assert _status(d)["fifo"] == (
         "edited",
-        "output report.md was changed by hand (kept; --force lower rebuilds)",
+        "output report.md was changed by hand (kept; --force fifo rebuilds)",
     )
-    flow.run(d, None, until="lower", quiet=True)
+    flow.run(d, None, until="fifo", quiet=True)
     assert (d / B.REPORT_MD).read_text() == "edited\n"
-    flow.run(d, None, until="lower", force={"lower"}, quiet=True)
+    flow.run(d, None, until="fifo", force={"fifo"}, quiet=True)
     assert (d / B.REPORT_MD).read_text() != "edited\n"
-    assert _status(d)["lower"][0] == "current"
+    assert _status(d)["fifo"][0] == "current"
 
 
 def _taper(*args, **kw) -> subprocess.Popen:
@@ -173,16 +176,16 @@ def test_killed_during_verification_resumes_without_retraining_or_recompiling(tm
     assert not (d / B.VERIFY_JSON).exists()
     assert [q.name for q in d.iterdir() if ".partial-" in q.name] == []
     recs = B.Build(d).state().steps
-    assert set(recs) == {"train", "export", "frontend", "lower", "rtl"}
+    assert set(recs) == {"train", "export", "frontend", "lower", "fifo", "rtl"}
     # SIGKILL leaves the staging directory; the next run removes it
     seen = _kill_during_verify(d, signal.SIGKILL)
-    for name in ("train", "export", "frontend", "lower", "rtl"):
+    for name in ("train", "export", "frontend", "lower", "fifo", "rtl"):
         assert any(f"{name:9s} up to date" in s for s in seen), seen
     assert [q.name for q in d.iterdir() if ".partial-" in q.name] != []
     q = _taper("build", "digits_mlp", "--out", d, "--until", "verify", "--epochs", "2")
     out = q.communicate(timeout=600)[0]
     assert q.returncode == 0, out
-    for name in ("train", "export", "frontend", "lower", "rtl"):
+    for name in ("train", "export", "frontend", "lower", "fifo", "rtl"):
         assert f"{name:9s} up to date" in out, out
     assert "verify    running (never ran)" in out
     assert [q.name for q in d.iterdir() if ".partial-" in q.name] == []
