@@ -348,6 +348,9 @@ def _print_verification(doc: dict) -> None:
                 f"{f['layer']}, sample {f['sample']}, element {f['index']}: IR {f['ir']}, "
                 f"reference {f['reference']:g}"
             )
+        if r.get("cycle_model"):
+            verdict = "exact" if r.get("cycle_model_exact") else "DIFFERS"
+            click.echo(f"            cycle model {verdict}: {r['cycle_model']}")
 
 
 @cli.command()

@@ -47,9 +47,14 @@ class RefResult:
     skipped: str | None = None
     note: str | None = None
     measured: dict[str, float] = field(default_factory=dict)
+    cycle_model: str | None = None
+    cycle_model_exact: bool = True
 
     def to_json(self) -> dict:
         d = {"mismatches": self.mismatches, **self.measured}
+        if self.cycle_model is not None:
+            d["cycle_model"] = self.cycle_model
+            d["cycle_model_exact"] = self.cycle_model_exact
         if self.first is not None:
             d["first"] = asdict(self.first)
         if self.skipped:
@@ -68,7 +73,7 @@ class Verification:
     @property
     def ok(self) -> bool:
         ran = [r for r in self.references.values() if not r.skipped]
-        return bool(ran) and all(r.mismatches == 0 for r in ran)
+        return bool(ran) and all(r.mismatches == 0 and r.cycle_model_exact for r in ran)
 
     def to_json(self) -> dict:
         return {
@@ -158,7 +163,12 @@ def compare(m: Model, env: dict, q: np.ndarray, out: RefOutput) -> RefResult:
     ours["input edge"] = q
     order = ["input edge", *(layer.name for layer in m.layers)]
     checked = out.checked or [m.layers[-1].name]
-    res = RefResult(note=out.note, measured=dict(out.measured))
+    res = RefResult(
+        note=out.note,
+        measured=dict(out.measured),
+        cycle_model=out.cycle_model,
+        cycle_model_exact=out.cycle_model_exact,
+    )
     bad = np.zeros(len(q), dtype=bool)
     firsts = {}
     for name in order:

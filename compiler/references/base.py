@@ -32,6 +32,9 @@ class RefOutput:
     exact: bool = False
     note: str | None = None
     measured: dict[str, float] = field(default_factory=dict)
+    # a timing reference: how the cycle model compared, handshake by handshake (None: n/a)
+    cycle_model: str | None = None
+    cycle_model_exact: bool = True
 
 
 class Reference:
