@@ -75,6 +75,11 @@ _compile_opts = [
         help='Folding JSON: {"LAYER": {"PE": p, "SIMD": s}, ...}.',
     ),
     click.option(
+        "--fifo-depths",
+        help="FIFO in front of each layer: auto (default: the smallest depths that keep the "
+        'II, from the cycle model), default (2 words), or a JSON file {"LAYER": depth}.',
+    ),
+    click.option(
         "--input-type",
         help="Fixed-point type of a float model input, e.g. "
         "fixed<16,6> (signed, 16 bits, 6 integer bits) or uint<8>.",
@@ -528,6 +533,189 @@ def bitstream(target, backend, input_type, quiet) -> None:
     b = flow.run(d, source, _options(backend=backend, input_type=input_type), quiet=quiet)
     if not quiet:
         _summary(b)
+
+
+def _built_ir(target: str, until: str = "fifo", **kw):
+    """A build directory (or a model, built into build/<name>) up to ``until``; its IR."""
+    from compiler import flow, ir
+
+    source, d = _source_and_out(target, None)
+    b = flow.run(d, source, _options(**kw), until=until, quiet=True)
+    return b, ir.load(b.path)
+
+
+@cli.command()
+@click.argument("target")
+@click.option(
+    "--cycles",
+    "cycle_model",
+    is_flag=True,
+    default=True,
+    help="The cycle-accurate model of the generated RTL (the default; the bit-accurate "
+    "simulator runs in `taper verify`).",
+)
+@click.option(
+    "--frames",
+    type=click.IntRange(1, 10_000_000),
+    default=100,
+    show_default=True,
+    help="Frames to stream.",
+)
+@click.option(
+    "--stall",
+    type=click.IntRange(0, 99),
+    default=0,
+    show_default=True,
+    help="Percent of cycles the input is not valid and the output not ready (seeded random).",
+)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, help="Seed of the stalls.")
+@click.option(
+    "--frame-period",
+    type=click.IntRange(0, 2**40),
+    default=0,
+    help="Offer a new frame every K cycles (0: whenever the input is ready).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--vcd",
+    type=click.Path(path_type=Path),
+    help="Write every stream's valid, ready and data (random inputs) as a VCD.",
+)
+def simulate(target, cycle_model, frames, stall, seed, frame_period, as_json, vcd) -> None:
+    """Stream frames through the cycle-accurate model of the generated pipeline.
+
+    TARGET is a build directory, a recipe or a QONNX file (built up to its FIFO step first).
+    Prints the first frame's latency, the steady-state II, the FPS at the clock, and per
+    stage the cycles busy, starved (waiting for input) and blocked (output not taken), and
+    each FIFO's peak occupancy.
+    """
+    import json
+
+    from compiler.sim import cycles
+
+    _, m = _built_ir(target)
+    r = cycles.run(m, frames, in_valid=stall, out_ready=stall, seed=seed, frame_period=frame_period)
+    if vcd is not None:
+        _write_vcd(m, r, vcd, seed)
+    if as_json:
+        click.echo(json.dumps(r.to_json(), indent=2))
+        return
+    click.echo(
+        f"{m.name}: {frames:,} frames, latency {r.latency_cycles:,} cycles "
+        f"({r.latency_cycles / m.clock_mhz:,.2f} µs), II {r.ii_cycles:,.4g} cycles, "
+        f"{r.fps:,.0f} FPS at {m.clock_mhz:g} MHz"
+    )
+    total = max(1, int(r.output_cycles[-1]) + 1)
+    click.echo(f"{'stage':24s} {'busy':>8s} {'starved':>8s} {'blocked':>8s}")
+    for k, v in r.stages.items():
+        click.echo(
+            f"{k:24s} {v.busy / total:8.1%} {v.starved / total:8.1%} {v.blocked / total:8.1%}"
+        )
+    click.echo(f"{'FIFO':24s} {'depth':>8s} {'width':>8s} {'peak':>8s}")
+    for k, f in r.fifos.items():
+        click.echo(f"{k:24s} {f.depth:8,} {f.width:8,} {f.peak:8,}")
+    if vcd is not None:
+        click.echo(f"wrote {vcd}")
+
+
+def _write_vcd(m, r, path: Path, seed: int) -> None:
+    """Random frames through the bit-accurate simulator give every stream's data words."""
+    import numpy as np
+
+    from compiler.backends.rtl.generate import encode
+    from compiler.sim import bitexact, timeline
+
+    rng = np.random.default_rng(seed)
+    t = m.layers[0].input_type
+    q = rng.integers(t.min, t.max + 1, size=(r.frames, m.layers[0].in_features))
+    if t.bipolar:
+        q = np.where(q > 0, 1, -1)
+    env = bitexact.run_hardware(m, q, keep=True)
+    env[m.input_tensor] = q
+
+    def words(tensor: str, typ, elems: int) -> np.ndarray:
+        codes = encode(env[tensor], typ).reshape(-1, elems).astype(object)
+        return (codes << (np.arange(elems, dtype=object) * typ.bits)).sum(axis=1)
+
+    data = {"s_axis": words(m.input_tensor, t, m.layers[0].in_elems)}
+    for layer in m.layers:
+        w = words(layer.input, layer.input_type, layer.in_elems)
+        data[f"{layer.name}_dwc"] = data[f"{layer.name}_fifo"] = w
+        data[layer.name] = words(layer.output, layer.out_type, layer.out_elems)
+    timeline.write_vcd(r, m, {k: v for k, v in data.items() if k in r.links}, path)
+
+
+@cli.command()
+@click.argument("target")
+@click.option(
+    "--depths",
+    default="auto",
+    show_default=True,
+    help="auto: the smallest depths that keep the II (cycle model); default: 2 words each; "
+    'or a FIFO JSON file {"LAYER": depth}.',
+)
+@click.option(
+    "--check/--no-check",
+    default=True,
+    show_default=True,
+    help="Regenerate the RTL and confirm latency, II and every handshake in Verilator.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print fifo.json.")
+def fifo(target, depths, check, as_json) -> None:
+    """Size the FIFO in front of every layer (the flow's fifo step) and report the bits saved.
+
+    TARGET is a build directory, a recipe or a QONNX file. The depths go into the IR; the
+    RTL, verification and synthesis that follow use them.
+    """
+    import json
+
+    import numpy as np
+
+    from compiler import build as B
+
+    b, m = _built_ir(target, fifo_depths=depths)
+    doc = json.loads((b / B.FIFO_JSON).read_text())
+    if check:
+        from compiler import flow
+        from compiler.backends.rtl import simulate
+        from compiler.references.rtl import TIMING_FRAMES, cycle_difference
+
+        flow.run(b.path, None, only=("rtl",), quiet=True)
+        rng = np.random.default_rng(0)
+        t = m.layers[0].input_type
+        q = rng.integers(t.min, t.max + 1, size=(TIMING_FRAMES, m.layers[0].in_features))
+        if t.bipolar:
+            q = 2 * (q > 0) - 1
+        rtl = simulate.run(m, q)
+        diff = cycle_difference(m, rtl)
+        doc["verilator"] = {
+            "latency_cycles": rtl.latency_cycles,
+            "ii_cycles": rtl.ii_cycles,
+            "cycle_model_exact": diff is None,
+        }
+        if diff:
+            raise TaperError(f"Verilator and the cycle model differ: {diff}")
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    names = {layer.input: layer.name for layer in m.layers}
+    before = (doc.get("sizing") or {}).get("depths_before", {})
+    click.echo(f"{'FIFO before':24s} {'width':>6s} {'depth':>12s} {'bits':>10s}")
+    for f in m.fifos:
+        was = before.get(f.tensor)
+        d = f"{was} -> {f.depth}" if was is not None else f"{f.depth}"
+        click.echo(f"{names[f.tensor]:24s} {f.width:6,} {d:>12s} {f.depth * f.width:10,}")
+    c = doc["cycles"]
+    click.echo(
+        f"total {doc['bits_before']:,} -> {doc['bits']:,} bits; latency {c['latency_cycles']:,} "
+        f"cycles, II {c['ii_cycles']:,.4g} cycles (cycle model)"
+    )
+    if check:
+        v = doc["verilator"]
+        click.echo(
+            f"Verilator: latency {v['latency_cycles']:,} cycles, II {v['ii_cycles']:,.4g} "
+            "cycles, the same cycle for every handshake"
+        )
 
 
 @cli.command()

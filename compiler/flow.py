@@ -668,6 +668,7 @@ def run(
             _check_prerequisites(ctx, steps)
         _check_options(ctx, steps)
         st = b.state()
+        asked_before = dict(st.requested)
         st.source = source.to_json()
         # what this run asks of every step, run now or later: `taper status` compares with it
         for s in STEPS:
@@ -693,6 +694,14 @@ def run(
                 break
             rerun = rerun or s.name in force
             ctx.say(f"[taper] {s.name:9s} done" + (f": {note}" if note else ""))
+    except TaperError:
+        # bad input changes nothing: later runs do not inherit what this one asked for
+        if "asked_before" in locals() and b.path.is_dir():
+            st = b.state()
+            st.requested = asked_before
+            b.save_state(st)
+        b.discard_if_unused(keep=("train",))
+        raise
     except BaseException:
         b.discard_if_unused(keep=("train",))  # a trained checkpoint is worth keeping
         raise
