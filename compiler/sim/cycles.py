@@ -86,10 +86,17 @@ class CycleRun:
         return int(self.last_cycles[0] - self.input_cycles[0] + 1)
 
     @property
-    def ii_cycles(self) -> float:
-        """Steady-state cycles per frame, as `RTLRun.ii_cycles` measures it from TLAST."""
+    def steady_ii_cycles(self) -> float:
+        """Cycles per frame in the steady state (exact when it was reached), else as
+        `ii_cycles`."""
         if self.period is not None:
             return self.period[1] / self.period[0]
+        return self.ii_cycles
+
+    @property
+    def ii_cycles(self) -> float:
+        """Cycles per frame as `RTLRun.ii_cycles` measures it: the spacing of the frames'
+        last output words over the second half of the run."""
         t = self.last_cycles
         if len(t) < 3:
             return float("nan")
@@ -98,13 +105,14 @@ class CycleRun:
 
     @property
     def fps(self) -> float:
-        return self.clock_mhz * 1e6 / self.ii_cycles
+        return self.clock_mhz * 1e6 / self.steady_ii_cycles
 
     def to_json(self) -> dict:
         return {
             "frames": self.frames,
             "latency_cycles": self.latency_cycles,
             "ii_cycles": self.ii_cycles,
+            "steady_ii_cycles": self.steady_ii_cycles,
             "fps": self.fps,
             "clock_mhz": self.clock_mhz,
             "steady_state": None
@@ -213,7 +221,11 @@ class _Sink(_Element):
     def first_ready(self, k: int, t0: int) -> int:
         r = self.pattern.first(t0, t0 + self.sim.bound)
         if r is None:
-            raise Deadlock(f"deadlock: the output port's ready pattern stays 0 from cycle {t0:,}")
+            raise Deadlock(
+                f"deadlock: output took no word from {self.inp.name} for {self.sim.bound:,} "
+                f"cycles (word {k} valid from cycle {t0:,}); the output port's ready pattern "
+                "stays 0"
+            )
         return r
 
     def blame(self, k: int) -> str:
@@ -524,13 +536,12 @@ def run(
     pin = Pattern.of(in_valid, "in_valid", VALID, seed)
     pout = Pattern.of(out_ready, "out_ready", READY, seed)
     depths = fifo_depths_of(m, fifo_depths)
-    bound = deadlock_cycles or 64 * sum(layer.cycles + 4 for layer in m.layers) + 100_000
-    bound += (
-        max(len(p.bits) for p in (pin, pout) if p.bits is not None)
-        if any(p.bits is not None for p in (pin, pout))
-        else 0
+    bound = deadlock_cycles or (
+        64 * sum(layer.cycles + 4 for layer in m.layers)
+        + 100_000
+        + sum(len(p.bits) for p in (pin, pout) if p.bits is not None)
+        + frame_period
     )
-    bound += frame_period
     sim = _Sim(bound)
     src, sink = _Source(sim, pin, int(frame_period)), _Sink(sim, pout)
     links, fifos, units = _build(m, depths, src, sink, sim)

@@ -64,7 +64,7 @@ def size_fifos(
             frame_period=frame_period,
             fifo_depths=depths,
         )
-        return r.ii_cycles
+        return r.steady_ii_cycles
 
     # deep enough that two frames fit: no stage waits on a full FIFO for the II
     deep = {k: max(2, 2 * words[k] + 2, before[k]) for k in before}

@@ -1,0 +1,224 @@
+"""The cycle model (`sim/cycles.py`) against Verilator, handshake by handshake: folding corner
+cases, FIFO depths 1 and 2, port patterns, random designs; FIFO sizing; bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_rtl import chain
+
+from compiler.backends.rtl import simulate
+from compiler.errors import TaperError
+from compiler.ir import IntType, Thresholding
+from compiler.references.rtl import cycle_difference
+from compiler.sim import bitexact, cycles
+from compiler.sim.fifo_sizing import read_depths, size_fifos, with_depths
+from compiler.sim.patterns import READY, VALID, Pattern, as_bits
+
+PATTERNS = {
+    "free": {},
+    "stalls": {
+        "in_valid": Pattern.random(30, 1, VALID),
+        "out_ready": Pattern.random(30, 1, READY),
+    },
+    "cyclic": {"in_valid": [1, 0, 1, 1, 0], "out_ready": [0, 1, 1], "frame_period": 37},
+    "backpressure": {"out_ready": Pattern.random(85, 2, READY)},
+}
+
+
+def _xnor_model():
+    """XNOR layers with PE = MH, SIMD = MW, a single fold and width up/down conversion."""
+    return chain(
+        np.random.default_rng(5),
+        [
+            ({"xnor": True, "mw": 16, "mh": 8, "binary_out": True}, 8, 4),
+            ({"xnor": True, "mw": 8, "mh": 8, "binary_out": True}, 2, 8),
+            ({"xnor": True, "mw": 8, "mh": 4, "thresholds": False}, 4, 1),
+        ],
+    )
+
+
+def _mixed_model():
+    """Integer MVUs (SIMD = MW, PE = MH, NF > 1 and SF > 1, no thresholds) and a standalone
+    thresholding unit at the end (its ready follows the output port combinationally)."""
+    rng = np.random.default_rng(6)
+    m = chain(
+        rng,
+        [
+            ({"mw": 12, "mh": 6}, 2, 3),
+            ({"mw": 6, "mh": 4, "ibits": 2}, 4, 6),
+            ({"mw": 4, "mh": 6, "thresholds": False}, 1, 2),
+        ],
+    )
+    mv = m.layers[-1]
+    t = np.sort(rng.integers(mv.acc_type.min, mv.acc_type.max + 1, size=(6, 3)), axis=1)
+    m.layers.append(
+        Thresholding(
+            name="thr",
+            input=mv.output,
+            output="thr_out",
+            input_type=mv.out_type,
+            out_type=IntType(3, True),
+            channels=6,
+            thresholds=t,
+            out_bias=-1,
+            pe=3,
+        )
+    )
+    m.check()
+    return m
+
+
+def _inputs(m, frames, seed=0):
+    t = m.layers[0].input_type
+    rng = np.random.default_rng(seed)
+    lo, hi = (0, 1) if t.bits == 1 and not t.signed else (t.min, t.max)
+    q = rng.integers(lo, hi + 1, size=(frames, m.layers[0].in_features))
+    return np.where(q > 0, 1, -1) if t.bipolar else q
+
+
+def _assert_same_handshakes(m, frames=24):
+    q = _inputs(m, frames)
+    want = bitexact.run_hardware(m, q)[m.output_tensor]
+    for name, p in PATTERNS.items():
+        rtl = simulate.run(m, q, **p)
+        np.testing.assert_array_equal(rtl.outputs, want)
+        assert cycle_difference(m, rtl, **p) is None, name
+        c = cycles.run(m, frames, **p)
+        assert c.latency_cycles == rtl.latency_cycles
+        assert c.ii_cycles == rtl.ii_cycles or (np.isnan(c.ii_cycles) and np.isnan(rtl.ii_cycles))
+
+
+@pytest.mark.parametrize(
+    "make, depths",
+    [(_xnor_model, [1, 2, 1]), (_mixed_model, [2, 1, 1, 2])],
+    ids=["xnor", "mixed"],
+)
+def test_every_handshake_is_at_verilators_cycle(make, depths):
+    """FIFO depths 1 and 2 in one design (each Verilator build costs ~20 s)."""
+    m = make()
+    with_depths(m, {layer.input: d for layer, d in zip(m.layers, depths, strict=True)})
+    _assert_same_handshakes(m)
+
+
+@st.composite
+def designs(draw):
+    """Random chains: sizes with divisors, folding, bits, thresholds, FIFO depths."""
+    n = draw(st.integers(1, 3))
+    sizes = [draw(st.sampled_from([2, 4, 6, 8, 12])) for _ in range(n + 1)]
+    specs = []
+    for i in range(n):
+        mw, mh = sizes[i], sizes[i + 1]
+        pe = draw(st.sampled_from([d for d in range(1, mh + 1) if mh % d == 0]))
+        simd = draw(st.sampled_from([d for d in range(1, mw + 1) if mw % d == 0]))
+        kw = {"mw": mw, "mh": mh, "ibits": draw(st.integers(2, 4))}
+        if i == n - 1:
+            kw["thresholds"] = draw(st.booleans())
+        specs.append((kw, pe, simd))
+    depths = [draw(st.integers(1, 4)) for _ in range(n)]
+    stall = draw(st.sampled_from([0, 20, 50]))
+    return specs, depths, stall, draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=2, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(designs())
+def test_random_designs_match_verilator(design):
+    """Each example builds one Verilator model (~20 s): the count is bounded for CI."""
+    specs, depths, stall, seed = design
+    m = chain(np.random.default_rng(seed), specs)
+    with_depths(m, {layer.input: d for layer, d in zip(m.layers, depths, strict=True)})
+    q = _inputs(m, 16, seed)
+    p = {
+        "in_valid": Pattern.random(stall, seed, VALID),
+        "out_ready": Pattern.random(stall, seed, READY),
+    }
+    rtl = simulate.run(m, q, **p)
+    np.testing.assert_array_equal(rtl.outputs, bitexact.run_hardware(m, q)[m.output_tensor])
+    assert cycle_difference(m, rtl, **p) is None
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(designs(), st.integers(1, 40))
+def test_the_steady_state_fill_equals_simulating_every_frame(design, period):
+    specs, depths, _, seed = design
+    m = chain(np.random.default_rng(seed), specs)
+    with_depths(m, {layer.input: d for layer, d in zip(m.layers, depths, strict=True)})
+    for p in ({}, {"out_ready": [1] * period + [0]}, {"frame_period": period}):
+        fast = cycles.run(m, 80, **p)
+        full = cycles.run(m, 80, steady_state=False, **p)
+        np.testing.assert_array_equal(fast.input_cycles, full.input_cycles)
+        np.testing.assert_array_equal(fast.output_cycles, full.output_cycles)
+        assert fast.stages == full.stages and fast.fifos == full.fifos
+        if fast.period is not None:
+            assert fast.simulated_frames < 80
+
+
+def test_patterns_are_the_testbenchs_bits():
+    """The random bits come from a stateless hash: spot values pin the function the C++
+    testbench implements too (a change on one side only breaks the cycle comparisons)."""
+    p = Pattern.random(40, 3, READY)
+    bits = as_bits(p, 50_000)
+    assert 0.57 < bits.mean() < 0.63
+    assert [p.at(t) for t in range(50_000)] == bits.tolist()
+    c = Pattern.of([0, 0, 1, 0, 1], "x")
+    assert [c.first(t, 100) for t in range(8)] == [2, 2, 2, 4, 4, 7, 7, 7]
+
+
+def test_fifo_sizing_keeps_the_ii_and_each_depth_is_minimal():
+    m = _mixed_model()
+    s = size_fifos(m)
+    assert s.bits(s.after) <= s.bits(s.before)
+    sized = with_depths(_mixed_model(), s.after)
+    r = cycles.run(sized, 32)
+    assert r.steady_ii_cycles == s.ii_cycles
+    for k, d in s.after.items():
+        if d > 1:
+            worse = cycles.run(sized, 32, fifo_depths={k: d - 1})
+            assert worse.steady_ii_cycles > s.ii_cycles, k
+    rtl = simulate.run(sized, _inputs(sized, 16))  # Verilator confirms II and no deadlock
+    assert rtl.ii_cycles == s.ii_cycles and cycle_difference(sized, rtl) is None
+
+
+def test_a_stuck_output_is_reported_as_a_deadlock_naming_the_stage():
+    m = _mixed_model()
+    with pytest.raises(cycles.Deadlock, match=r"deadlock: output took no word from thr for 500 "):
+        cycles.run(m, 4, out_ready=[1] * 3 + [0] * 5000, deadlock_cycles=500)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"frames": 0}, "frames: expected at least 1 frame, got 0"),
+        (
+            {"out_ready": []},
+            "out_ready: expected a 0/1 pattern of 1..16777216 cycles, got 0 cycles",
+        ),
+        ({"in_valid": [1, 2, 0]}, "in_valid: pattern values are 0 or 1, got 2"),
+        ({"in_valid": [0, 0]}, "in_valid: the pattern is all 0"),
+        ({"out_ready": 100}, "out_ready: a stall percentage is 0..99, got 100"),
+        ({"fifo_depths": {"input": 0}}, "fifo_depths: 'input': expected a depth >= 1, got 0"),
+        ({"fifo_depths": {"nope": 2}}, "fifo_depths: no FIFO before a layer reading 'nope'"),
+        ({"frame_period": -1}, "frame_period: expected cycles >= 0, got -1"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_field(kw, message):
+    m = _mixed_model()
+    kw = {"frames": 3, **kw}
+    with pytest.raises(TaperError) as e:
+        cycles.run(m, **kw)
+    assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+def test_a_fifo_file_names_the_layer_and_field(tmp_path):
+    m = _mixed_model()
+    f = tmp_path / "fifo.json"
+    f.write_text(json.dumps({"l1": 0}))
+    with pytest.raises(TaperError, match=r"fifo.json: 'l1': expected a FIFO depth 1\.\.\d+, got 0"):
+        read_depths(f, m)
+    f.write_text(json.dumps({"l9": 3}))
+    with pytest.raises(TaperError, match=r"'l9': no such layer \(layers: l0, l1, l2, thr\)"):
+        read_depths(f, m)
+    f.write_text(json.dumps({"thr": 3}))
+    assert read_depths(f, m) == {"l2_out": 3}
