@@ -29,11 +29,12 @@ def _status(d: Path) -> dict[str, tuple[str, str]]:
 def test_every_layer_kind_has_every_concern():
     from compiler.backends.rtl import generate
     from compiler.report import ROWS
-    from compiler.sim import bitexact
+    from compiler.sim import bitexact, cycles
 
     for kind in LAYER_KINDS:
         for concern, table in (
             ("bit-accurate simulation", bitexact.KERNELS),
+            ("cycle model", cycles.UNITS),
             ("RTL generation", generate.MODULES),
             ("report", ROWS),
         ):
