@@ -39,8 +39,10 @@ def test_zoo_model_bit_exact_against_qonnx_and_finn(tmp_path, name):
         r = v.references[ref]
         assert r.skipped is None and r.mismatches == 0, (ref, r.first)
     assert v.ok
-    # the RTL runs at the IR's predicted initiation interval (the slowest layer)
+    # the RTL runs at the IR's predicted initiation interval (the slowest layer), and the
+    # cycle model put every handshake at Verilator's cycle
     assert abs(v.references["rtl"].measured["ii_cycles"] - m.ii_cycles) <= 2
+    assert v.references["rtl"].cycle_model_exact, v.references["rtl"].cycle_model
     # the IR file is what every later stage reads: it round-trips
     assert ir.load(tmp_path / "hw") == m
 
@@ -88,6 +90,7 @@ def test_recipe_bit_exact_against_qonnx_finn_and_brevitas(tmp_path, name):
     for ref, res in v.references.items():
         assert res.skipped is None and res.mismatches == 0, (ref, res.first)
     assert abs(v.references["rtl"].measured["ii_cycles"] - m.ii_cycles) <= 2
+    assert v.references["rtl"].cycle_model_exact, v.references["rtl"].cycle_model
 
 
 @pytest.fixture(scope="module")
