@@ -336,8 +336,8 @@ class _Stalling(_Element):
 
 class _Mvu(_Stalling):
     """`taper_mvu.sv`. Writer: input words fill one of two buffers; frame f goes to buffer
-    f%2, which it may enter once frame f-1 is complete and frame f-2 released (the buffer
-    switch costs one cycle). Compute: one (nf, sf) step per not-stalled cycle once its input
+    f%2, which it enters the cycle after frame f-1 is complete and frame f-2 released (the
+    switch happens in the cycle of the later of the two). Compute: one (nf, sf) step per not-stalled cycle once its input
     word is in the buffer (the cycle after it was written), NF x SF steps per frame, the
     last step of a frame releasing its buffer. The last sf step of each nf gives an output
     word valid after two more not-stalled cycles (+1): the pipeline is issue -> 1 -> 2 ->
@@ -386,15 +386,13 @@ class _Mvu(_Stalling):
 
     def first_ready(self, w: int, t0: int) -> int:
         f, s = divmod(w, self.SF)
-        t = t0
-        if s:
-            return max(t, self.inp.times[w - 1] + 1)
-        if f == 1:
-            return max(t, self.inp.times[w - 1] + 2)
-        if f >= 2:
+        if w == 0:
+            return t0
+        t = max(t0, self.inp.times[w - 1] + 1)
+        if s == 0 and f >= 2:
             r = (f - 1) * self.NF - 1  # the last output word of frame f-2
             self._compute(r)
-            return max(t, max(self.inp.times[w - 1], self.last[r]) + 2)
+            t = max(t, self.last[r] + 1)
         return t
 
     def series(self) -> list[tuple[list[int], int]]:

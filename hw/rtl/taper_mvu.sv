@@ -95,7 +95,10 @@ module taper_mvu #(
             else if (wr && !wb) cnt0 <= cnt0 + 1'b1;
             if (release_rb && rb) cnt1 <= '0;
             else if (wr && wb) cnt1 <= cnt1 + 1'b1;
-            if (cnt_w == CB'(SF) && cnt_o == '0) wb <= !wb;
+            // switch to the other buffer as the frame completes, if it is free by the next
+            // cycle (released now counts): a single-fold layer takes a word every cycle
+            if ((cnt_w == CB'(SF) || (wr && cnt_w == CB'(SF - 1)))
+                && (cnt_o == '0 || (release_rb && rb != wb))) wb <= !wb;
             if (issue) begin
                 sf <= last_sf ? '0 : sf + 1'b1;
                 if (last_sf) nf <= last_nf ? '0 : nf + 1'b1;
