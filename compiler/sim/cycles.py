@@ -305,6 +305,9 @@ class _Stalling(_Element):
         self.nwin = max(self.nwin, upto)
 
     def next_enabled(self, t: int) -> int:
+        we = self.we
+        if not we or t >= we[-1]:  # after every known window (the usual case)
+            return t
         i = bisect_right(self.ws, t) - 1
         if i >= 0 and t < self.we[i]:
             return self.we[i]
@@ -362,8 +365,10 @@ class _Mvu(_Stalling):
             t0 = t
             if nf == 0:
                 base = f * SF
-                for s in range(SF):
-                    x = get(self.inp, base + s) + 1
+                inp = self.inp
+                itimes = inp.times
+                for i in range(base, base + SF):
+                    x = (itimes[i] if i < len(itimes) else get(inp, i)) + 1
                     t = self.next_enabled(x if x > t + 1 else t + 1)
                     if t < self.record:
                         sp = self.spans
@@ -557,19 +562,20 @@ def run(
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20_000))
     period = None
+    full: dict[int, np.ndarray] = {}
     done = n
     try:
         for f in range(n):
             sim.get(out_link, (f + 1) * out_link.words - 1)
-            if steady_state and f + 1 < n and f + 1 >= 2 * HISTORY_FRAMES:
+            if steady_state and f + 1 < n and f + 1 > HISTORY_FRAMES:
                 period = _steady(series, history_words, f, out_link, patterns, frame_period)
                 if period is not None:
                     done = f + 1
-                    _extrapolate(series, f, period, n)
+                    full = _extrapolate(series, f, period, n)
                     break
     finally:
         sys.setrecursionlimit(old)
-    return _result(m, n, done, period, links, fifos, units, record_cycles)
+    return _result(m, n, done, period, links, fifos, units, record_cycles, full)
 
 
 def fifo_depths_of(m: Model, override: dict[str, int] | None) -> dict[str, int]:
@@ -609,23 +615,28 @@ def _repeats(s: list[int], w: int, h: int, f: int, p: int, T: int) -> bool:
     return bool((a[p * w :] - a[: len(a) - p * w] == T).all())
 
 
-def _extrapolate(series, f: int, period: tuple[int, int], n: int) -> None:
+def _extrapolate(series, f: int, period: tuple[int, int], n: int) -> dict[int, np.ndarray]:
+    """Every series over all n frames (as arrays, keyed by the list's id): frames after f
+    repeat the last period, shifted by its cycles."""
     p, T = period
+    full = {}
     for s, w in series:
         end = (f + 1) * w
         total = n * w
-        if len(s) >= total:
-            continue
-        base = np.asarray(s[end - p * w : end], dtype=np.int64)
-        idx = np.arange(total - end)
-        ext = base[idx % (p * w)] + T * (idx // (p * w) + 1)
-        del s[end:]
-        s.extend(ext.tolist())
+        a = np.asarray(s[:end], dtype=np.int64)
+        reps = -(-(total - end) // (p * w))
+        tail = a[end - p * w :] + T * np.arange(1, reps + 1, dtype=np.int64)[:, None]
+        full[id(s)] = np.concatenate([a, tail.reshape(-1)[: total - end]])
+    return full
 
 
-def _result(m, n, done, period, links, fifos, units, record: int) -> CycleRun:
-    times = {lk.name: np.asarray(lk.times[: n * lk.words], dtype=np.int64) for lk in links}
-    valid = {lk.name: np.asarray(lk.valid[: n * lk.words], dtype=np.int64) for lk in links}
+def _result(m, n, done, period, links, fifos, units, record: int, full) -> CycleRun:
+    def arr(s: list[int], k: int) -> np.ndarray:
+        a = full.get(id(s))
+        return a if a is not None else np.asarray(s[:k], dtype=np.int64)
+
+    times = {lk.name: arr(lk.times, n * lk.words) for lk in links}
+    valid = {lk.name: arr(lk.valid, n * lk.words) for lk in links}
     inp, out = links[0], links[-1]
     end = int(times[out.name][-1]) + 1
     stages, spans_of = {}, {}
@@ -637,7 +648,7 @@ def _result(m, n, done, period, links, fifos, units, record: int) -> CycleRun:
             takes = takes[takes < record]
             spans = np.stack([takes, takes], axis=1)
         spans_of[u.stage] = (u.inp.name, u.out.name, spans)
-        vout = np.asarray(u.vout[: n * u.out.words], dtype=np.int64)
+        vout = arr(u.vout, n * u.out.words)
         blocked = int((times[u.out.name] - vout).sum())
         busy = u.busy(n)
         stages[u.stage] = StageStats(busy=busy, starved=end - busy - blocked, blocked=blocked)
