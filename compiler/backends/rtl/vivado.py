@@ -52,6 +52,7 @@ UTILIZATION = "utilization.rpt"
 UTILIZATION_HIER = "utilization_hier.rpt"
 TIMING = "timing_summary.rpt"
 PS_CONFIG = "ps_config.txt"
+SHELL_FILELIST = "shell_filelist.f"  # written by the shell step: every source, shell last
 
 VIVADO = "vivado"
 IO_PLL_MHZ = 1000.0  # the PS7 IO PLL of PYNQ's presets (50 MHz crystal x 20)
@@ -234,22 +235,26 @@ def _tcl_value(v: object) -> str:
 
 
 def _rtl_sources(rtl_dir: Path, shell: str) -> tuple[list[str], list[str]]:
-    """(HDL files in compile order with the shell last, memory files) of ``rtl_dir``."""
-    filelist = rtl_dir / "filelist.f"
+    """(HDL files in compile order with the shell last, memory files) of ``rtl_dir``.
+
+    The shell step's ``shell_filelist.f`` lists every source in compile order; without it,
+    ``filelist.f`` (the accelerator) and then every other HDL file in ``rtl_dir``."""
+    filelist = rtl_dir / SHELL_FILELIST
+    if not filelist.is_file():
+        filelist = rtl_dir / "filelist.f"
     if not filelist.is_file():
         raise TaperError(f"{filelist}: missing: expected the rtl step's file list")
     hdl = [ln.strip() for ln in filelist.read_text().splitlines() if ln.strip()]
+    if filelist.name != SHELL_FILELIST:
+        hdl += sorted(
+            p.name for p in rtl_dir.iterdir() if p.suffix in (".sv", ".v") and p.name not in hdl
+        )
     shell_file = next((f for f in hdl if Path(f).stem == shell), None)
     if shell_file is None:
-        shell_file = next(
-            (f"{shell}{e}" for e in (".sv", ".v") if (rtl_dir / f"{shell}{e}").is_file()), None
+        raise TaperError(
+            f"{rtl_dir}: no {shell}.sv: expected the accelerator shell module {shell} "
+            f"(listed in {filelist.name} or next to it)"
         )
-        if shell_file is None:
-            raise TaperError(
-                f"{rtl_dir}: no {shell}.sv: expected the accelerator shell module {shell} "
-                "(listed in filelist.f or next to it)"
-            )
-        hdl.append(shell_file)
     mems = sorted(p.name for p in rtl_dir.glob("*.mem"))
     for f in hdl:
         if not _RTL_FILE.fullmatch(f):
