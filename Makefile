@@ -9,6 +9,9 @@ MODEL ?= tfc_w2a2
 BUILD ?= build
 # rtl (our Verilog) or hls4ml (HLS C++ for Vitis HLS; the model must meet hls4ml's rules)
 BACKEND ?= rtl
+# target board (pynq-z2, pynq-z1, ulx3s, ...): default the recipe's, else pynq-z2
+BOARD ?=
+BOARD_OPT = $(if $(BOARD),--board $(BOARD))
 # one build directory per model: every step of the flow writes its artifacts there
 OUT = $(BUILD)/$(notdir $(basename $(MODEL)))
 # The CPU torch wheel (torch==2.13.0+cpu) is looked up in PIP_FIND_LINKS (a local wheel
@@ -48,7 +51,7 @@ lint: setup  ## ruff
 	$(BIN)/ruff format --check .
 
 build: setup  ## run the whole flow on MODEL into $(BUILD)/<name> (resumes; see `taper status`)
-	$(BIN)/taper build $(MODEL) --out $(OUT) --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
+	$(BIN)/taper build $(MODEL) --out $(OUT) $(BOARD_OPT) --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
 
 status: setup  ## each step of $(BUILD)/<name>: current, stale (why), missing, waiting
 	$(BIN)/taper status $(OUT)
@@ -57,16 +60,16 @@ train: setup  ## train MODEL (recipe name) into $(BUILD)/MODEL
 	$(BIN)/taper train $(MODEL) --out $(OUT)
 
 compile: setup  ## compile MODEL (recipe or .onnx) into $(BUILD)/<name> [BACKEND=rtl|hls4ml]
-	$(BIN)/taper compile $(MODEL) --out $(OUT) --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)')
+	$(BIN)/taper compile $(MODEL) --out $(OUT) $(BOARD_OPT) --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)')
 
 verify: setup  ## build up to verification: the IR bit for bit against qonnx, FINN, Brevitas and the back end
-	$(BIN)/taper build $(MODEL) --out $(OUT) --until verify --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
+	$(BIN)/taper build $(MODEL) --out $(OUT) $(BOARD_OPT) --until verify --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
 
 synth: setup  ## build up to Yosys resources (LUT/FF/BRAM/DSP) of the generated RTL
-	$(BIN)/taper build $(MODEL) --out $(OUT) --until synth $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
+	$(BIN)/taper build $(MODEL) --out $(OUT) $(BOARD_OPT) --until synth $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
 
 bitstream: setup  ## the main job: the whole flow, as far as this machine goes
-	$(BIN)/taper build $(MODEL) --out $(OUT) --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
+	$(BIN)/taper build $(MODEL) --out $(OUT) $(BOARD_OPT) --backend $(BACKEND) $(if $(INPUT_TYPE),--input-type '$(INPUT_TYPE)') $(if $(DATA),--data $(DATA))
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf $(BUILD) .pytest_cache
