@@ -1,0 +1,1 @@
+"""Running a built accelerator on a board from the host."""
