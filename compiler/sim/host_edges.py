@@ -211,7 +211,7 @@ def _steps_to_json(steps) -> list[dict]:
     return [
         {
             "op": s.op,
-            "value": None if s.value is None else np.asarray(s.value, np.float32).tolist(),
+            "value": None if s.value is None else np.asarray(s.value, np.float32).ravel().tolist(),
             "shape": None if s.value is None else list(np.shape(s.value)),
         }
         for s in steps

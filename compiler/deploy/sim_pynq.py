@@ -1,0 +1,525 @@
+"""A stand-in for the parts of `pynq` (4.0) a board driver uses, backed by Verilator.
+
+The board and pynq's hardware access cannot exist here; everything behind them can: this
+module simulates the generated ``<name>_shell`` (accelerator + AXI-lite counters) with the
+C++ harness ``hw/tb/taper_shell_tb.cpp``, which plays the AXI DMA's two stream channels and
+the processor's AXI-lite master. The package's ``driver.py`` runs unchanged against it:
+`write_shim` writes a directory with a ``pynq`` package that re-exports this module; put it
+first on PYTHONPATH and name the build directory (with ``ir.json``) in ``TAPER_SIM_PYNQ``.
+
+What it models, as the real parts behave: `Overlay` has an ``ip_dict`` with the block
+design's cells (``axi_dma``, ``accel``: names and VLNVs as hw/tcl/block_design.tcl makes
+them); `DMA` channels (simple mode) stream a buffer's words in, one per cycle, and a receive
+ends at TLAST (the shell closes a packet every FRAMES_PER_TLAST frames) or when the buffer is
+full, which the real DMA flags as an error and so does this; `DefaultIP.read`/``write`` and
+`MMIO` on the shell's address range are AXI-lite transactions. The clock runs only inside
+`wait` and register accesses, so host-side time costs no cycles. Unlike pynq, a `wait` whose
+stream does not move for a long time raises instead of spinning forever, and a channel must
+be waited on before its next transfer.
+
+Every public name here exists in pynq 4.0 with a compatible signature (`PYNQ_API` lists
+them; tests/test_deploy.py checks it against the real package).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler.backends.rtl.generate import generate
+from compiler.backends.rtl.shell import FILELIST, shell_ports, write_shell
+from compiler.backends.rtl.simulate import DEFAULT_CACHE, VERILATOR_FLAGS
+from compiler.errors import TaperError
+from compiler.ir.model import Model
+from compiler.tools import tool
+
+HARNESS = Path(str(files("compiler.hw"))) / "tb" / "taper_shell_tb.cpp"
+ENV = "TAPER_SIM_PYNQ"
+DMA_CELL, SHELL_CELL = "axi_dma", "accel"
+DMA_BASE, SHELL_BASE, ADDR_RANGE = 0x4040_0000, 0x43C0_0000, 0x1_0000
+DMA_LENGTH_BITS = 26
+IDLE_CYCLES = 1_000_000  # a wait whose streams do not move this long raises
+
+# (path in pynq 4.0, what it is) for every public name of this module's classes: the
+# contract tests/test_deploy.py checks against the real package. "attr" means an instance
+# attribute the real class sets in __init__ (or a property).
+PYNQ_API: dict[str, str] = {
+    "pynq.Overlay": "class",
+    "pynq.Overlay.__init__": "function",
+    "pynq.Overlay.ip_dict": "attr",
+    "pynq.Overlay.bitfile_name": "attr",
+    "pynq.Overlay.__getattr__": "function",
+    "pynq.Overlay.is_loaded": "function",
+    "pynq.Overlay.free": "function",
+    "pynq.allocate": "function",
+    "pynq.buffer.PynqBuffer": "class",
+    "pynq.buffer.PynqBuffer.physical_address": "attr",
+    "pynq.buffer.PynqBuffer.flush": "function",
+    "pynq.buffer.PynqBuffer.invalidate": "function",
+    "pynq.buffer.PynqBuffer.freebuffer": "function",
+    "pynq.buffer.PynqBuffer.close": "function",
+    "pynq.buffer.PynqBuffer.__enter__": "function",
+    "pynq.buffer.PynqBuffer.__exit__": "function",
+    "pynq.MMIO": "class",
+    "pynq.MMIO.__init__": "function",
+    "pynq.MMIO.read": "function",
+    "pynq.MMIO.write": "attr",  # pynq binds write to write_mm or write_reg in __init__
+    "pynq.MMIO.base_addr": "attr",
+    "pynq.MMIO.length": "attr",
+    "pynq.DefaultIP": "class",
+    "pynq.DefaultIP.read": "function",
+    "pynq.DefaultIP.write": "function",
+    "pynq.DefaultIP.mmio": "attr",
+    "pynq.lib.dma.DMA": "class",
+    "pynq.lib.dma.DMA.sendchannel": "attr",
+    "pynq.lib.dma.DMA.recvchannel": "attr",
+    "pynq.lib.dma.DMA.buffer_max_size": "attr",
+    "pynq.lib.dma.DMA.description": "attr",
+    "pynq.lib.dma._SDMAChannel": "class",
+    "pynq.lib.dma._SDMAChannel.transfer": "function",
+    "pynq.lib.dma._SDMAChannel.wait": "function",
+    "pynq.lib.dma._SDMAChannel.transferred": "attr",
+    "pynq.lib.dma._SDMAChannel.idle": "attr",
+    "pynq.lib.dma._SDMAChannel.running": "attr",
+}
+
+
+# ---------------------------------------------------------------------------- the simulator
+
+
+def _split_flags(flags: list[str]) -> tuple[list[str], list[str]]:
+    """simulate.py's one-step ``verilator --build`` flags as (verilator flags, make
+    arguments): the build here runs make itself, to put the cached runtime in first."""
+    vflags, make = [], []
+    it = iter(flags)
+    for f in it:
+        if f == "--build":
+            continue
+        if f == "-j":
+            make += ["-j", next(it)]
+        elif f == "-MAKEFLAGS":
+            make.append(next(it))
+        else:
+            vflags.append(f)
+    return vflags, make
+
+
+VFLAGS, MAKE_ARGS = _split_flags(VERILATOR_FLAGS)
+# The model's C++ is a few files: precompiling the header costs more than it saves
+# (VK_PCH_I_* empty: every file includes the header itself; the .gch rules only preprocess).
+MAKE_ARGS += ["VK_PCH_I_FAST=", "VK_PCH_I_SLOW=", "CFG_CXXFLAGS_PCH=-E"]
+RUNTIME = ("verilated.o", "verilated_threads.o")  # Verilator's own library: model-independent
+
+
+def _runtime_dir(cache: Path) -> Path:
+    """Where Verilator's compiled runtime is kept for reuse (by version and flags)."""
+    r = subprocess.run([tool("verilator"), "--version"], capture_output=True, text=True)
+    key = hashlib.sha256("\0".join([r.stdout, *VFLAGS, *MAKE_ARGS]).encode()).hexdigest()[:16]
+    return Path(cache) / f"runtime-{key}"
+
+
+def _run(cmd: list[str], cwd: Path, what: str) -> None:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        lines = [ln for ln in (r.stderr + r.stdout).splitlines() if "rror" in ln][:5]
+        raise TaperError(f"{what} failed:\n" + "\n".join(lines or r.stderr.splitlines()[-5:]))
+
+
+def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
+    """Generate the accelerator and its shell and build the harness (cached by content);
+    returns (binary, its directory)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rtl = Path(tmp)
+        generate(m, rtl)
+        shell = write_shell(m, rtl)
+        h = hashlib.sha256("\0".join([*VFLAGS, *MAKE_ARGS]).encode() + HARNESS.read_bytes())
+        for f in sorted(rtl.iterdir()):
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        key = "shell-" + h.hexdigest()[:20]
+        d = Path(cache) / key
+        binary = d / "obj" / "Vshell"
+        if binary.is_file():
+            return binary, d
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        runtime = _runtime_dir(cache)
+        stage = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
+        try:
+            for f in rtl.iterdir():
+                shutil.copyfile(f, stage / f.name)
+            (stage / "tb_top.h").write_text(f'#include "V{shell}.h"\nusing Top = V{shell};\n')
+            shutil.copyfile(HARNESS, stage / HARNESS.name)
+            sources = (rtl / FILELIST).read_text().split()
+            _run(
+                [tool("verilator"), *VFLAGS, "--top-module", shell, "--Mdir", "obj",
+                 *sources, HARNESS.name, "-o", "Vshell"],
+                stage,
+                "verilator (the shell)",
+            )  # fmt: skip
+            if all((runtime / f).is_file() for f in RUNTIME):
+                for f in RUNTIME:  # copied after the makefiles: newer, so make keeps them
+                    shutil.copyfile(runtime / f, stage / "obj" / f)
+            _run(
+                [tool("make"), "-C", "obj", "-f", f"V{shell}.mk", *MAKE_ARGS],
+                stage,
+                "make (the shell)",
+            )
+            if not all((runtime / f).is_file() for f in RUNTIME):
+                keep = Path(tempfile.mkdtemp(prefix=f".{runtime.name}.", dir=cache))
+                for f in RUNTIME:
+                    shutil.copyfile(stage / "obj" / f, keep / f)
+                try:
+                    keep.rename(runtime)
+                except OSError:  # another process kept it first
+                    shutil.rmtree(keep, ignore_errors=True)
+            if d.exists():
+                shutil.rmtree(d)
+            stage.rename(d)
+        finally:
+            if stage.exists():
+                shutil.rmtree(stage, ignore_errors=True)
+    return binary, d
+
+
+class _Sim:
+    """One running harness process: the shell's state lives as long as the overlay."""
+
+    def __init__(self, m: Model):
+        self.ports = shell_ports(m)
+        binary, d = build(m)
+        self.tmp = Path(tempfile.mkdtemp(prefix="taper-sim-pynq-"))
+        self.proc = subprocess.Popen(
+            [str(binary), str(self.ports.in_bytes), str(self.ports.out_bytes)],
+            cwd=d,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.cycle = 0
+        atexit.register(self.close)
+
+    def ask(self, line: str) -> list[str]:
+        if self.proc.poll() is not None:
+            raise RuntimeError("sim_pynq: the simulation has ended (overlay freed?)")
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline().split()
+        if not reply:
+            raise RuntimeError(f"sim_pynq: the simulation stopped answering ({line})")
+        if reply[0] == "ERR":
+            raise RuntimeError("sim_pynq: " + " ".join(reply[1:]))
+        return reply
+
+    def read(self, offset: int) -> int:
+        reply = self.ask(f"R {offset}")
+        self.cycle = int(reply[3])
+        return int(reply[1])
+
+    def write(self, offset: int, value: int) -> None:
+        reply = self.ask(f"W {offset} {value & 0xFFFFFFFF} 15")
+        self.cycle = int(reply[2])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write("Q\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_SIMS: list[_Sim] = []  # live simulations, found by MMIO through their address ranges
+
+
+# ---------------------------------------------------------------------------- pynq's API
+
+
+class PynqBuffer(np.ndarray):
+    """A numpy array with a (made-up, aligned) physical address, as pynq.allocate gives."""
+
+    _next_address = 0x1000_0000
+
+    def __new__(cls, shape, dtype="u4") -> PynqBuffer:
+        obj = np.zeros(shape, dtype=dtype).view(cls)
+        obj._address = PynqBuffer._next_address
+        PynqBuffer._next_address += (obj.nbytes + 0xFFF) & ~0xFFF or 0x1000
+        return obj
+
+    def __array_finalize__(self, obj) -> None:
+        self._address = getattr(obj, "_address", 0)
+
+    @property
+    def physical_address(self) -> int:
+        return self._address
+
+    def flush(self) -> None:
+        """Caches do not exist here."""
+
+    def invalidate(self) -> None:
+        """Caches do not exist here."""
+
+    def freebuffer(self) -> None:
+        """Nothing to free: numpy owns the memory."""
+
+    def close(self) -> None:
+        self.freebuffer()
+
+    def __enter__(self) -> PynqBuffer:
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        self.freebuffer()
+
+
+def allocate(shape, dtype="u4", target=None, **kwargs) -> PynqBuffer:
+    """A contiguous buffer for DMA (``target`` and pynq's keywords are accepted, unused)."""
+    return PynqBuffer(shape, dtype)
+
+
+def _sim_at(address: int) -> _Sim:
+    for s in reversed(_SIMS):
+        if SHELL_BASE <= address < SHELL_BASE + ADDR_RANGE and s.proc.poll() is None:
+            return s
+    raise RuntimeError(f"sim_pynq: no simulated register file at 0x{address:08X}")
+
+
+class MMIO:
+    """Register access at ``base_addr``: AXI-lite transactions on the simulated shell."""
+
+    def __init__(self, base_addr, length=4, device=None, **kwargs):
+        if base_addr < 0 or length < 0:
+            raise ValueError("Base address or length cannot be negative.")
+        self.base_addr = base_addr
+        self.length = length
+        self._sim = _sim_at(base_addr)
+        self.write = self._write  # as pynq: the instance's write is bound in __init__
+
+    def read(self, offset=0, length=4, word_order="little"):
+        if length not in (1, 2, 4, 8):
+            raise ValueError("MMIO currently only supports 1, 2, 4 and 8-byte reads.")
+        if offset < 0:
+            raise ValueError("Offset cannot be negative.")
+        if offset % 4:
+            raise MemoryError("Unaligned read: offset must be multiple of 4.")
+        addr = self.base_addr - SHELL_BASE + offset
+        lsb = self._sim.read(addr)
+        if length == 8:
+            msb = self._sim.read(addr + 4)
+            return (msb << 32) + lsb if word_order == "little" else (lsb << 32) + msb
+        return lsb & ((1 << (8 * length)) - 1)
+
+    def _write(self, offset, data):
+        if offset < 0:
+            raise ValueError("Offset cannot be negative.")
+        if offset % 4:
+            raise MemoryError("Unaligned write: offset must be multiple of 4.")
+        if not isinstance(data, int | np.integer):
+            raise ValueError("sim_pynq: MMIO writes take an int")
+        self._sim.write(self.base_addr - SHELL_BASE + offset, int(data))
+
+
+class DefaultIP:
+    """An IP without a dedicated driver: register reads and writes through its MMIO."""
+
+    def __init__(self, description: dict):
+        self.mmio = MMIO(description["phys_addr"], description["addr_range"])
+
+    def read(self, offset=0):
+        return self.mmio.read(offset)
+
+    def write(self, offset, value):
+        self.mmio.write(offset, value)
+
+
+class _SDMAChannel:
+    """One simple-mode DMA channel; the harness moves the words when the clock runs."""
+
+    def __init__(self, sim: _Sim, send: bool, width: int, max_size: int):
+        self._sim = sim
+        self._send = send
+        self._width = width
+        self._max_size = max_size
+        self._active: tuple[PynqBuffer, int, int] | None = None
+        self.transferred = 0
+
+    @property
+    def running(self) -> bool:
+        return self._sim.proc.poll() is None
+
+    @property
+    def idle(self) -> bool:
+        return self._active is None
+
+    def transfer(self, array, start=0, nbytes=0):
+        if self._active is not None:
+            raise RuntimeError("DMA channel not idle (sim_pynq: wait() for the last transfer)")
+        if not isinstance(array, PynqBuffer) or not array.flags["C_CONTIGUOUS"]:
+            raise RuntimeError("sim_pynq: transfer a contiguous buffer from pynq.allocate()")
+        if nbytes == 0:
+            nbytes = array.nbytes - start
+        if nbytes > self._max_size:
+            raise ValueError(
+                f"Transfer size is {nbytes} bytes, which exceeds "
+                f"the maximum DMA buffer size {self._max_size}."
+            )
+        if start < 0 or nbytes <= 0 or start + nbytes > array.nbytes:
+            raise RuntimeError("DMA Internal Error (transfer length 0?)")
+        if (array.physical_address + start) % self._width or nbytes % self._width:
+            raise RuntimeError(
+                f"sim_pynq: a transfer of whole {self._width}-byte stream words from an "
+                f"aligned address, got start {start}, {nbytes} bytes"
+            )
+        raw = array.reshape(-1).view(np.uint8)
+        path = self._sim.tmp / ("send.bin" if self._send else "recv.bin")
+        words = nbytes // self._width
+        if self._send:
+            path.write_bytes(raw[start : start + nbytes].tobytes())
+            self._sim.ask(f"S {path} {words}")
+        else:
+            self._sim.ask(f"V {path} {words}")
+        self.transferred = 0
+        self._active = (array, start, nbytes)
+
+    def wait(self):
+        if self._active is None:
+            return
+        array, start, nbytes = self._active
+        reply = self._sim.ask(f"T {'S' if self._send else 'V'} {IDLE_CYCLES}")
+        if reply[0] == "TIMEOUT":
+            self._sim.cycle = int(reply[1])
+            raise RuntimeError(
+                f"sim_pynq: DMA {'send' if self._send else 'receive'} made no progress in "
+                f"{IDLE_CYCLES} cycles (on the board, wait() would hang)"
+            )
+        words, full, self._sim.cycle = int(reply[1]), reply[2] == "1", int(reply[3])
+        self._active = None
+        if self._send:
+            self.transferred = nbytes
+            return
+        got = words * self._width
+        data = np.frombuffer((self._sim.tmp / "recv.bin").read_bytes(), dtype=np.uint8)
+        raw = array.reshape(-1).view(np.uint8)
+        raw[start : start + got] = data[:got]
+        self.transferred = got
+        if full:
+            raise RuntimeError(
+                "DMA Internal Error: the stream packet (up to TLAST) is longer than the "
+                f"{nbytes}-byte receive buffer"
+            )
+
+
+class DMA(DefaultIP):
+    """The AXI DMA in simple mode: ``sendchannel`` (MM2S) and ``recvchannel`` (S2MM)."""
+
+    def __init__(self, description: dict):
+        self.description = description
+        sim: _Sim = description["_sim"]
+        params = description["parameters"]
+        self.buffer_max_size = (1 << int(params["c_sg_length_width"])) - 1
+        self.sendchannel = _SDMAChannel(
+            sim, True, int(params["c_m_axis_mm2s_tdata_width"]) // 8, self.buffer_max_size
+        )
+        self.recvchannel = _SDMAChannel(
+            sim, False, int(params["c_s_axis_s2mm_tdata_width"]) // 8, self.buffer_max_size
+        )
+
+
+class Overlay:
+    """``Overlay(bitfile)``: the simulated design of the build named in ``TAPER_SIM_PYNQ``
+    (the bitstream file itself is not read; it need not exist)."""
+
+    def __init__(
+        self,
+        bitfile_name,
+        dtbo=None,
+        download=True,
+        ignore_version=False,
+        device=None,
+        gen_cache=False,
+    ):
+        from compiler import ir
+
+        build_dir = os.environ.get(ENV)
+        if not build_dir:
+            raise RuntimeError(f"sim_pynq: set {ENV} to the build directory (with ir.json)")
+        m = ir.load(Path(build_dir))
+        self.bitfile_name = str(bitfile_name)
+        self._sim = _Sim(m)
+        _SIMS.append(self._sim)
+        p = self._sim.ports
+        self.ip_dict = {
+            DMA_CELL: {
+                "fullpath": DMA_CELL,
+                "type": "xilinx.com:ip:axi_dma:7.1",
+                "phys_addr": DMA_BASE,
+                "addr_range": ADDR_RANGE,
+                "parameters": {
+                    "c_include_sg": "0",
+                    "c_sg_length_width": str(DMA_LENGTH_BITS),
+                    "c_include_mm2s": "1",
+                    "c_include_s2mm": "1",
+                    "c_m_axis_mm2s_tdata_width": str(8 * p.in_bytes),
+                    "c_s_axis_s2mm_tdata_width": str(8 * p.out_bytes),
+                },
+                "driver": DMA,
+                "_sim": self._sim,
+            },
+            SHELL_CELL: {
+                "fullpath": SHELL_CELL,
+                "type": f"taper.dev:taper:{p.module}:1.0",
+                "phys_addr": SHELL_BASE,
+                "addr_range": ADDR_RANGE,
+                "parameters": {},
+                "driver": DefaultIP,
+            },
+        }
+        self._drivers: dict[str, Any] = {}
+
+    def __getattr__(self, key):
+        if key.startswith("_") or key not in self.__dict__.get("ip_dict", {}):
+            raise AttributeError(f"Could not find IP or hierarchy {key} in overlay")
+        if key not in self._drivers:
+            desc = self.ip_dict[key]
+            self._drivers[key] = desc["driver"](desc)
+        return self._drivers[key]
+
+    def is_loaded(self):
+        return self._sim.proc.poll() is None
+
+    def free(self):
+        self._sim.close()
+
+
+def write_shim(directory: Path) -> Path:
+    """Write ``directory/pynq/`` re-exporting this module (``pynq``, ``pynq.buffer``,
+    ``pynq.lib.dma``); returns ``directory`` for PYTHONPATH."""
+    directory = Path(directory)
+    pkg = directory / "pynq"
+    (pkg / "lib").mkdir(parents=True, exist_ok=True)
+    names = "Overlay, allocate, MMIO, DefaultIP, PynqBuffer"
+    (pkg / "__init__.py").write_text(
+        f'"""Stand-in for pynq: compiler.deploy.sim_pynq."""\n'
+        f"from compiler.deploy.sim_pynq import {names}  # noqa: F401\n"
+        "from pynq import buffer, lib  # noqa: F401,E402\n"
+    )
+    (pkg / "buffer.py").write_text(
+        "from compiler.deploy.sim_pynq import PynqBuffer, allocate  # noqa: F401\n"
+    )
+    (pkg / "lib" / "__init__.py").write_text("from pynq.lib import dma  # noqa: F401\n")
+    (pkg / "lib" / "dma.py").write_text(
+        "from compiler.deploy.sim_pynq import DMA, _SDMAChannel  # noqa: F401\n"
+    )
+    return directory
