@@ -528,3 +528,57 @@ def test_every_pynq_name_the_driver_uses_exists_in_pynq_4(tfc):
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["version"].startswith("4.0")
     assert got["problems"] == []
+
+
+BOARD_SIDE = r"""
+import importlib.util, json, sys
+from pathlib import Path
+import numpy as np
+pkg, data, out = Path(sys.argv[1]), np.load(sys.argv[2]), sys.argv[3]
+spec = importlib.util.spec_from_file_location("board_driver", pkg / "driver.py")
+drv = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(drv)
+mf = json.loads((pkg / "manifest.json").read_text())
+edges = drv.Edges(mf)
+q = edges.quantize(data["x"], "x")
+words = drv.pack(q, mf["input"])
+np.savez(out, q=q, words=words, back=drv.unpack(words, mf["input"]),
+         y=edges.dequantize(data["y"]), yw=drv.unpack(drv.pack(data["y"], mf["output"]), mf["output"]))
+print(np.__version__)
+"""
+
+
+def test_board_side_code_gives_the_same_numbers_under_pynqs_numpy(tfc, tmp_path):
+    """pynq 4.0 pins numpy<2: the shipped driver and host edges, run there, compute what the
+    simulator computes here (numpy 2)."""
+    m, _, deploy, mf = tfc
+    x, _ = mnist(64)
+    x[:2] = np.random.default_rng(4).uniform(-3, 3, size=x[:2].shape)
+    y = np.random.default_rng(5).integers(-128, 128, size=(64, 10))
+    np.savez(tmp_path / "in.npz", x=x, y=y)
+    python = _pynq_venv()
+    r = subprocess.run(
+        [
+            str(python),
+            "-c",
+            BOARD_SIDE,
+            str(deploy),
+            str(tmp_path / "in.npz"),
+            str(tmp_path / "out.npz"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().startswith("1.")  # the board's numpy
+    got = np.load(tmp_path / "out.npz")
+    q = bitexact.quantize_input(m.input_edge, x).reshape(64, -1)
+    assert np.array_equal(got["q"], q) and np.array_equal(got["back"], q)
+    hexes = G.pack_words(G.encode(q, m.layers[0].input_type).reshape(-1, mf.input.elems_per_word),
+                         mf.input.elem_bits)  # fmt: skip
+    assert [int.from_bytes(w.tobytes(), "little") for w in got["words"]] == [
+        int(h, 16) for h in hexes
+    ]
+    assert got["y"].dtype == np.float32
+    assert np.array_equal(got["y"], bitexact.dequantize_output(m.output_edge, y))
+    assert np.array_equal(got["yw"], y)

@@ -38,6 +38,7 @@ import numpy as np
 from compiler.backends.rtl.generate import generate
 from compiler.backends.rtl.shell import FILELIST, shell_ports, write_shell
 from compiler.backends.rtl.simulate import DEFAULT_CACHE, VERILATOR_FLAGS
+from compiler.build import write_text
 from compiler.errors import TaperError
 from compiler.ir.model import Model
 from compiler.tools import tool
@@ -47,7 +48,7 @@ ENV = "TAPER_SIM_PYNQ"
 DMA_CELL, SHELL_CELL = "axi_dma", "accel"
 DMA_BASE, SHELL_BASE, ADDR_RANGE = 0x4040_0000, 0x43C0_0000, 0x1_0000
 DMA_LENGTH_BITS = 26
-IDLE_CYCLES = 1_000_000  # a wait whose streams do not move this long raises
+IDLE_CYCLES = 1_000_000  # a wait whose streams do not move this long raises (or 4 latencies)
 
 # (path in pynq 4.0, what it is) for every public name of this module's classes: the
 # contract tests/test_deploy.py checks against the real package. "attr" means an instance
@@ -204,6 +205,7 @@ class _Sim:
             text=True,
         )
         self.cycle = 0
+        self.idle_cycles = max(IDLE_CYCLES, 4 * (m.latency_cycles + m.ii_cycles))
         atexit.register(self.close)
 
     def ask(self, line: str) -> list[str]:
@@ -252,13 +254,13 @@ class PynqBuffer(np.ndarray):
 
     _next_address = 0x1000_0000
 
-    def __new__(cls, shape, dtype="u4") -> PynqBuffer:
+    def __new__(cls, shape: int | tuple[int, ...], dtype: Any = "u4") -> PynqBuffer:
         obj = np.zeros(shape, dtype=dtype).view(cls)
         obj._address = PynqBuffer._next_address
         PynqBuffer._next_address += (obj.nbytes + 0xFFF) & ~0xFFF or 0x1000
         return obj
 
-    def __array_finalize__(self, obj) -> None:
+    def __array_finalize__(self, obj: Any) -> None:
         self._address = getattr(obj, "_address", 0)
 
     @property
@@ -280,11 +282,13 @@ class PynqBuffer(np.ndarray):
     def __enter__(self) -> PynqBuffer:
         return self
 
-    def __exit__(self, exc_type, exc_value, traceback) -> None:
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         self.freebuffer()
 
 
-def allocate(shape, dtype="u4", target=None, **kwargs) -> PynqBuffer:
+def allocate(
+    shape: int | tuple[int, ...], dtype: Any = "u4", target: Any = None, **kwargs: Any
+) -> PynqBuffer:
     """A contiguous buffer for DMA (``target`` and pynq's keywords are accepted, unused)."""
     return PynqBuffer(shape, dtype)
 
@@ -299,7 +303,7 @@ def _sim_at(address: int) -> _Sim:
 class MMIO:
     """Register access at ``base_addr``: AXI-lite transactions on the simulated shell."""
 
-    def __init__(self, base_addr, length=4, device=None, **kwargs):
+    def __init__(self, base_addr: int, length: int = 4, device: Any = None, **kwargs: Any):
         if base_addr < 0 or length < 0:
             raise ValueError("Base address or length cannot be negative.")
         self.base_addr = base_addr
@@ -307,7 +311,7 @@ class MMIO:
         self._sim = _sim_at(base_addr)
         self.write = self._write  # as pynq: the instance's write is bound in __init__
 
-    def read(self, offset=0, length=4, word_order="little"):
+    def read(self, offset: int = 0, length: int = 4, word_order: str = "little") -> int:
         if length not in (1, 2, 4, 8):
             raise ValueError("MMIO currently only supports 1, 2, 4 and 8-byte reads.")
         if offset < 0:
@@ -321,7 +325,7 @@ class MMIO:
             return (msb << 32) + lsb if word_order == "little" else (lsb << 32) + msb
         return lsb & ((1 << (8 * length)) - 1)
 
-    def _write(self, offset, data):
+    def _write(self, offset: int, data: int) -> None:
         if offset < 0:
             raise ValueError("Offset cannot be negative.")
         if offset % 4:
@@ -337,10 +341,10 @@ class DefaultIP:
     def __init__(self, description: dict):
         self.mmio = MMIO(description["phys_addr"], description["addr_range"])
 
-    def read(self, offset=0):
+    def read(self, offset: int = 0) -> int:
         return self.mmio.read(offset)
 
-    def write(self, offset, value):
+    def write(self, offset: int, value: int) -> None:
         self.mmio.write(offset, value)
 
 
@@ -363,7 +367,7 @@ class _SDMAChannel:
     def idle(self) -> bool:
         return self._active is None
 
-    def transfer(self, array, start=0, nbytes=0):
+    def transfer(self, array: PynqBuffer, start: int = 0, nbytes: int = 0) -> None:
         if self._active is not None:
             raise RuntimeError("DMA channel not idle (sim_pynq: wait() for the last transfer)")
         if not isinstance(array, PynqBuffer) or not array.flags["C_CONTIGUOUS"]:
@@ -393,16 +397,16 @@ class _SDMAChannel:
         self.transferred = 0
         self._active = (array, start, nbytes)
 
-    def wait(self):
+    def wait(self) -> None:
         if self._active is None:
             return
         array, start, nbytes = self._active
-        reply = self._sim.ask(f"T {'S' if self._send else 'V'} {IDLE_CYCLES}")
+        reply = self._sim.ask(f"T {'S' if self._send else 'V'} {self._sim.idle_cycles}")
         if reply[0] == "TIMEOUT":
             self._sim.cycle = int(reply[1])
             raise RuntimeError(
                 f"sim_pynq: DMA {'send' if self._send else 'receive'} made no progress in "
-                f"{IDLE_CYCLES} cycles (on the board, wait() would hang)"
+                f"{self._sim.idle_cycles} cycles (on the board, wait() would hang)"
             )
         words, full, self._sim.cycle = int(reply[1]), reply[2] == "1", int(reply[3])
         self._active = None
@@ -443,12 +447,12 @@ class Overlay:
 
     def __init__(
         self,
-        bitfile_name,
-        dtbo=None,
-        download=True,
-        ignore_version=False,
-        device=None,
-        gen_cache=False,
+        bitfile_name: str,
+        dtbo: str | None = None,
+        download: bool = True,
+        ignore_version: bool = False,
+        device: Any = None,
+        gen_cache: bool = False,
     ):
         from compiler import ir
 
@@ -488,7 +492,7 @@ class Overlay:
         }
         self._drivers: dict[str, Any] = {}
 
-    def __getattr__(self, key):
+    def __getattr__(self, key: str) -> Any:
         if key.startswith("_") or key not in self.__dict__.get("ip_dict", {}):
             raise AttributeError(f"Could not find IP or hierarchy {key} in overlay")
         if key not in self._drivers:
@@ -496,10 +500,10 @@ class Overlay:
             self._drivers[key] = desc["driver"](desc)
         return self._drivers[key]
 
-    def is_loaded(self):
+    def is_loaded(self) -> bool:
         return self._sim.proc.poll() is None
 
-    def free(self):
+    def free(self) -> None:
         self._sim.close()
 
 
@@ -508,18 +512,20 @@ def write_shim(directory: Path) -> Path:
     ``pynq.lib.dma``); returns ``directory`` for PYTHONPATH."""
     directory = Path(directory)
     pkg = directory / "pynq"
-    (pkg / "lib").mkdir(parents=True, exist_ok=True)
     names = "Overlay, allocate, MMIO, DefaultIP, PynqBuffer"
-    (pkg / "__init__.py").write_text(
+    write_text(
+        pkg / "__init__.py",
         f'"""Stand-in for pynq: compiler.deploy.sim_pynq."""\n'
         f"from compiler.deploy.sim_pynq import {names}  # noqa: F401\n"
-        "from pynq import buffer, lib  # noqa: F401,E402\n"
+        "from pynq import buffer, lib  # noqa: F401,E402\n",
     )
-    (pkg / "buffer.py").write_text(
-        "from compiler.deploy.sim_pynq import PynqBuffer, allocate  # noqa: F401\n"
+    write_text(
+        pkg / "buffer.py",
+        "from compiler.deploy.sim_pynq import PynqBuffer, allocate  # noqa: F401\n",
     )
-    (pkg / "lib" / "__init__.py").write_text("from pynq.lib import dma  # noqa: F401\n")
-    (pkg / "lib" / "dma.py").write_text(
-        "from compiler.deploy.sim_pynq import DMA, _SDMAChannel  # noqa: F401\n"
+    write_text(pkg / "lib" / "__init__.py", "from pynq.lib import dma  # noqa: F401\n")
+    write_text(
+        pkg / "lib" / "dma.py",
+        "from compiler.deploy.sim_pynq import DMA, _SDMAChannel  # noqa: F401\n",
     )
     return directory
