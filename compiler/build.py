@@ -50,6 +50,7 @@ RTL_DIR = "rtl"
 SYNTH_JSON = "synth.json"
 HLS4ML_DIR = "hls4ml"
 BITSTREAM_DIR = "bitstream"
+DEPLOY_DIR = "deploy"
 FINN_WORK = ".finn-exec"  # FINN's own scratch (FINN_BUILD_DIR) for references
 
 

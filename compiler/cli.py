@@ -727,6 +727,84 @@ def fifo(target, depths, check, as_json) -> None:
 
 @cli.command()
 @click.argument("build_dir", type=click.Path(path_type=Path))
+@click.option("--host", required=True, help="The board: [USER@]ADDRESS (ssh).")
+@click.option("--remote-dir", default="taper", show_default=True, help="Directory on the board.")
+@click.option("--images", type=click.Path(path_type=Path), help="Validation images (.npy).")
+@click.option("--labels", type=click.Path(path_type=Path), help="Their labels (.npy).")
+@click.option("--dry-run", is_flag=True, help="Print the commands, run nothing.")
+def deploy(build_dir, host, remote_dir, images, labels, dry_run) -> None:
+    """Copy BUILD_DIR's PYNQ package (deploy/) to a board and run its driver there.
+
+    With --images/--labels the board runs `driver.py validate` (accuracy); else `bench`
+    (latency and II from the on-chip counters, and wall-clock throughput). Uses scp and ssh.
+    """
+    import shlex
+
+    from compiler import build as B
+    from compiler.deploy import remote
+
+    cmds = remote.commands(build_dir / B.DEPLOY_DIR, host, remote_dir, images, labels)
+    if dry_run:
+        for c in cmds:
+            click.echo(" ".join(shlex.quote(w) if w not in ("&&",) else w for w in c))
+        return
+    remote.deploy(cmds)
+
+
+@cli.command("run")
+@click.argument("build_dir", type=click.Path(path_type=Path))
+@click.argument("inputs", type=click.Path(path_type=Path))
+@click.option(
+    "--on",
+    "target",
+    default="sim",
+    show_default=True,
+    help="sim (the bit-accurate simulator) or serial:PORT (the ULX3S bitstream over its UART).",
+)
+@click.option("--baud", type=click.IntRange(300, 12_000_000), default=115_200, show_default=True)
+@click.option("--out", "out_file", type=click.Path(path_type=Path), help="Write outputs (.npy).")
+def run_cmd(build_dir, inputs, target, baud, out_file) -> None:
+    """Run INPUTS (.npy, float frames as the model takes them) through the accelerator and
+    the model's host edges; prints the outputs' argmax per frame (or writes --out)."""
+    import numpy as np
+
+    from compiler import ir
+    from compiler.build import atomic_write
+    from compiler.sim import bitexact
+
+    m = ir.load(build_dir)
+    try:
+        x = np.load(inputs, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise TaperError(f"{inputs}: not a readable .npy array ({e})") from None
+    shape = tuple(m.input_edge.in_shape)
+    if x.shape == shape:
+        x = x[None]
+    if x.shape[1:] != shape:
+        raise TaperError(f"{inputs}: frames of shape {x.shape[1:]}, the model takes {shape}")
+    if target == "sim":
+        y = bitexact.run(m, x.astype(np.float32))
+    elif target.startswith("serial:") and len(target) > len("serial:"):
+        from compiler.deploy.serial import run_serial
+
+        q = bitexact.quantize_input(m.input_edge, x.astype(np.float32))
+        ints = run_serial(m, q.reshape(len(q), -1), target[len("serial:") :], baud=baud)
+        y = bitexact.dequantize_output(m.output_edge, ints)
+    else:
+        raise TaperError(f"--on: expected sim or serial:PORT, got {target!r}")
+    if out_file is not None:
+        def write(p: Path) -> None:
+            with open(p, "wb") as f:  # a file object: np.save would append .npy to a path
+                np.save(f, y)
+
+        atomic_write(out_file, write)
+    else:
+        for i, row in enumerate(np.asarray(y).reshape(len(y), -1)):
+            click.echo(f"{i}: {int(np.argmax(row))}")
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(path_type=Path))
 def show(build_dir: Path) -> None:
     """Print the report of a compiled build directory."""
     p = build_dir / "report.md"

