@@ -22,6 +22,14 @@ os.environ.setdefault("PYTHONPYCACHEPREFIX", str(PYCACHE))
 sys.dont_write_bytecode = False  # this process (and each xdist worker) too
 sys.pycache_prefix = os.environ["PYTHONPYCACHEPREFIX"]
 
+# One intra-op thread for torch (and BLAS) in every test process and every `taper` it starts:
+# the networks trained here are small MLPs, and two test workers share CI's two cores; with a
+# thread pool per process they oversubscribe them (tfc_w2a2, 2 epochs: 14 s on one thread,
+# 80 s on two, on a busy machine). As `taper search` and `taper prune` do (qat/study.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+if "torch" in sys.modules:  # imported before this file (by a plugin): too late for the variable
+    sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 def run_taper(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
