@@ -48,11 +48,13 @@ def test_transfer_keeps_what_the_surviving_neurons_compute():
 
 @pytest.mark.slow
 def test_two_workers_share_one_storage_disjoint_and_complete(tmp_path, taper, monkeypatch):
+    # what is tested is the sharing, not the accuracy: a short training (2 epochs, 1 epoch of
+    # fine-tuning), a loose accuracy bound (every trial is feasible), 4 trials for 2 workers
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     r = taper(
-        "prune", short_digits_mlp(tmp_path, 5), "--out", tmp_path / "out", "--trials", "6",
-        "--workers", "2", "--storage", url, "--max-accuracy-drop", "0.05",
-        "--finetune-epochs", "2", "-q",
+        "prune", short_digits_mlp(tmp_path, 2), "--out", tmp_path / "out", "--trials", "4",
+        "--workers", "2", "--storage", url, "--max-accuracy-drop", "0.5",
+        "--finetune-epochs", "1", "-q",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     (summary,) = optuna.get_all_study_summaries(url)
@@ -60,7 +62,7 @@ def test_two_workers_share_one_storage_disjoint_and_complete(tmp_path, taper, mo
     trials = study.get_trials()
     assert [t.number for t in sorted(trials, key=lambda t: t.number)] == list(range(len(trials)))
     done = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(done) >= 6 and all(t.state != TrialState.FAIL for t in trials)
+    assert len(done) >= 4 and all(t.state != TrialState.FAIL for t in trials)
     pids = {t.user_attrs["worker_pid"] for t in trials}
     assert 1 <= len(pids) <= 2  # recorded by the workers
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -70,7 +72,10 @@ def test_two_workers_share_one_storage_disjoint_and_complete(tmp_path, taper, mo
     # a QONNX file builds into ./build/<stem>: here, not in the repo where others collide
     # (PYTHONPATH: the repo's code, run from another directory)
     monkeypatch.setenv("PYTHONPATH", str(ROOT), prepend=os.pathsep)
-    v = taper("verify", tmp_path / "out" / "model.onnx", "--data", "digits", "--json", cwd=tmp_path)
+    v = taper(
+        "verify", tmp_path / "out" / "model.onnx", "--data", "digits", "--samples", "200",
+        "--json", cwd=tmp_path,
+    )  # fmt: skip
     assert v.returncode == 0, v.stderr
     refs = json.loads(v.stdout)["references"]
     assert refs["qonnx"]["mismatches"] == 0 and refs["rtl"]["mismatches"] == 0
@@ -78,10 +83,10 @@ def test_two_workers_share_one_storage_disjoint_and_complete(tmp_path, taper, mo
 
 @pytest.mark.slow
 def test_prune_resumes_from_its_storage(tmp_path, taper):
-    recipe = short_digits_mlp(tmp_path, 3)
+    recipe = short_digits_mlp(tmp_path, 1)
     args = ["prune", recipe, "--out", tmp_path / "out", "--max-accuracy-drop", "0.5"]
     args += ["--finetune-epochs", "1", "-q"]
+    assert taper(*args, "--trials", "2").returncode == 0
     assert taper(*args, "--trials", "3").returncode == 0
-    assert taper(*args, "--trials", "5").returncode == 0
     (summary,) = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'out' / 'optuna.db'}")
-    assert summary.n_trials == 5  # 3 kept, 2 more run
+    assert summary.n_trials == 3  # 2 kept, 1 more run
