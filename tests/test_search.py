@@ -58,8 +58,10 @@ def short_digits_mlp(tmp_path, epochs: int) -> Path:
 
 @pytest.mark.slow
 def test_search_writes_a_recipe_within_budget_and_its_pareto_plot(tmp_path, taper, monkeypatch):
+    # the search trains the recipe about ten times (sensitivity, trials, baselines, retraining):
+    # one epoch each; what is checked is the allocation, the budget and the artifacts
     out = tmp_path / "s"
-    r = taper("search", short_digits_mlp(tmp_path, 3), "--out", out,
+    r = taper("search", short_digits_mlp(tmp_path, 1), "--out", out,
               "--budget", "weight_bits=12000", "--trials", "4", "-q")  # fmt: skip
     assert r.returncode == 0, r.stderr
     m = json.loads((out / "metrics.json").read_text())
@@ -75,7 +77,10 @@ def test_search_writes_a_recipe_within_budget_and_its_pareto_plot(tmp_path, tape
     # a QONNX file builds into ./build/<stem>: here, not in the repo where others collide
     # (PYTHONPATH: the repo's code, run from another directory)
     monkeypatch.setenv("PYTHONPATH", str(ROOT), prepend=os.pathsep)
-    v = taper("verify", out / "model.onnx", "--data", "digits", "--json", cwd=tmp_path)
+    v = taper(
+        "verify", out / "model.onnx", "--data", "digits", "--samples", "200", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert v.returncode == 0, v.stderr
     assert json.loads(v.stdout)["references"]["qonnx"]["mismatches"] == 0
 
