@@ -100,6 +100,7 @@ def tfc(tmp_path_factory):
     return d / "hw", m
 
 
+@pytest.mark.xdist_group("compile_tfc")  # shares the module fixture tfc
 def test_default_is_fully_folded_and_report_written(tfc):
     d, m = tfc
     assert all(layer.pe == 1 and layer.simd == 1 for layer in m.layers)
@@ -110,6 +111,7 @@ def test_default_is_fully_folded_and_report_written(tfc):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.xdist_group("compile_tfc")  # shares the module fixture tfc
 def test_folding_file(tmp_path, tfc):
     _, m = tfc
     names = [layer.name for layer in m.layers]

@@ -15,6 +15,9 @@ from compiler.qat.train import CHECKPOINT, build_model, predict, train
 
 BASE = yaml.safe_load((RECIPE_DIR / "digits_mlp.yaml").read_text())
 
+# every test reads the module fixture `trained` (seven trainings): one worker builds it once
+pytestmark = pytest.mark.xdist_group("export_trained")
+
 VARIANTS = {
     "mixed_4_3_2": {},
     "binary_mixed": {

@@ -90,6 +90,7 @@ def unsw_build(tmp_path_factory):
     return d
 
 
+@pytest.mark.xdist_group("flow_unsw_build")  # shares the module fixture unsw_build
 def test_a_finished_build_is_current_and_a_rerun_does_nothing(unsw_build, capsys):
     st = _status(unsw_build)
     for name in ("export", "frontend", "lower", "fifo", "rtl", "verify"):
@@ -103,6 +104,7 @@ def test_a_finished_build_is_current_and_a_rerun_does_nothing(unsw_build, capsys
     assert (unsw_build / B.IR_JSON).stat().st_mtime_ns == mtime
 
 
+@pytest.mark.xdist_group("flow_unsw_build")  # shares the module fixture unsw_build
 def test_changing_the_folding_makes_exactly_the_steps_after_frontend_stale(tmp_path, unsw_build):
     d = tmp_path / "b"
     shutil.copytree(unsw_build, d)
@@ -131,6 +133,7 @@ def test_changing_the_folding_makes_exactly_the_steps_after_frontend_stale(tmp_p
     assert _status(d)["lower"] == ("stale", "input folding changed")
 
 
+@pytest.mark.xdist_group("flow_unsw_build")  # shares the module fixture unsw_build
 def test_an_output_edited_by_hand_is_kept_named_and_rebuilt_when_forced(tmp_path, unsw_build):
     d = tmp_path / "b"
     shutil.copytree(unsw_build, d)

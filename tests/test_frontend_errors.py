@@ -130,6 +130,7 @@ def _chain(unsw: Path):
     return ModelWrapper(str(unsw / "finn_folded.onnx"))
 
 
+@pytest.mark.xdist_group("frontend_unsw")  # shares the module fixture unsw
 @pytest.mark.parametrize(
     "fold,message",
     [
@@ -169,6 +170,7 @@ def test_malformed_folding_entry_is_one_line(unsw, fold, message):
     assert str(e.value) == f"fold.json: {message}"
 
 
+@pytest.mark.xdist_group("frontend_unsw")  # shares the module fixture unsw
 def test_folding_defaults_apply_to_matching_layers(unsw):
     from qonnx.custom_op.registry import getCustomOp
 
@@ -179,6 +181,7 @@ def test_folding_defaults_apply_to_matching_layers(unsw):
     assert pes == [2, 2, 2, 1]
 
 
+@pytest.mark.xdist_group("frontend_unsw")  # shares the module fixture unsw
 def test_folding_file_defaults_not_a_mapping_end_to_end(unsw, tmp_path):
     f = tmp_path / "fold.json"
     f.write_text(json.dumps({"Defaults": ["PE", 2]}))
@@ -222,11 +225,13 @@ def _with_external_data(src: Path, d: Path, location: str) -> Path:
     return out, t.name
 
 
+@pytest.mark.xdist_group("frontend_small")  # shares the module fixture small
 def test_external_data_inside_the_directory_is_read(small, tmp_path):
     path, _ = _with_external_data(small, tmp_path / "m", "weights.bin")
     assert len(load_qonnx(path).graph.node) == len(load_qonnx(small).graph.node)
 
 
+@pytest.mark.xdist_group("frontend_small")  # shares the module fixture small
 @pytest.mark.parametrize("kind", ["absolute", "parent", "symlink"])
 def test_external_data_path_onnx_refuses_is_one_line(small, tmp_path, kind):
     d = tmp_path / "m"
@@ -251,6 +256,7 @@ def test_external_data_path_onnx_refuses_is_one_line(small, tmp_path, kind):
     assert _compile_error(path, tmp_path / "hw") == want
 
 
+@pytest.mark.xdist_group("frontend_small")  # shares the module fixture small
 def test_missing_external_data_file_is_one_line(small, tmp_path):
     path, tensor = _with_external_data(small, tmp_path / "m", "w.bin")
     (tmp_path / "m" / "w.bin").unlink()
@@ -331,6 +337,7 @@ def test_errors_name_the_users_node_not_finns(tmp_path):
     )
 
 
+@pytest.mark.xdist_group("frontend_small")  # shares the module fixture small
 def test_finn_exception_is_rewritten_to_the_users_node(small, tmp_path):
     """Whatever FINN raises inside a pass names its own node; taper names the user's (FINN
     made its MultiThreshold of the user's Relu and Quant)."""
@@ -376,6 +383,7 @@ def test_one_bit_quantrelu_is_refused_with_what_to_use(tmp_path):
     )
 
 
+@pytest.mark.xdist_group("frontend_small")  # shares the module fixture small
 def test_one_bit_unsigned_quant_is_refused(small, tmp_path):
     """A 1-bit unsigned Quant activation: FINN's thresholds compute something else."""
     from qonnx.core.modelwrapper import ModelWrapper

@@ -206,6 +206,7 @@ def binary_mlp(tmp_path_factory):
     return d / "hw"
 
 
+@pytest.mark.xdist_group("hls4ml_binary_mlp")  # shares the module fixture binary_mlp
 def test_binary_activations_are_refused(binary_mlp):
     from compiler.build import REFERENCE_ONNX
 
@@ -213,6 +214,7 @@ def test_binary_activations_are_refused(binary_mlp):
     assert rule == "no 1-bit activations"
 
 
+@pytest.mark.xdist_group("hls4ml_binary_mlp")  # shares the module fixture binary_mlp
 @pytest.mark.slow
 def test_hls4ml_binary_activations_are_still_inexact(binary_mlp, tmp_path):
     """Fails when hls4ml's binary-activation path becomes exact: then lift the rule.
