@@ -265,6 +265,9 @@ def test_accumulators_are_widened_to_the_exact_worst_case(tmp_path):
     assert 2.0 ** (fixed.integer - 1) > worst
 
 
+# the jet project these two tests write is the same: on one worker, its g++ C-simulation is
+# built once (cached by content)
+@pytest.mark.xdist_group("hls4ml_jet")
 def test_bitstream_without_vitis_writes_the_project_and_says_what_to_run(taper, tmp_path):
     d = tmp_path / "jet"
     r = taper("compile", JET, "--input-type", "fixed<16,6>", "--backend", "hls4ml", "--out", d)
@@ -311,6 +314,7 @@ def test_hls_recipes_are_bit_exact_against_hls4ml(taper, model, tmp_path, monkey
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("hls4ml_jet")  # see above
 def test_jettagging_is_bit_exact_against_hls4ml_and_a_broken_project_is_caught(taper, tmp_path):
     d = tmp_path / "jet"
     r = taper("compile", JET, "--input-type", "fixed<16,6>", "--backend", "hls4ml", "--out", d)
