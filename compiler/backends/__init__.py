@@ -50,8 +50,11 @@ class RTL(Backend):
 
         m = ir.load(build)
         s = generate(m, out)
-        shell = write_shell(m, out)  # the PYNQ overlay's AXI wrapper (DMA streams, counters)
-        return f"top {s['top']}, {len(s['files'])} files, shell {shell}"
+        note = f"top {s['top']}, {len(s['files'])} files"
+        try:  # the PYNQ overlay's AXI wrapper (DMA streams, counters)
+            return f"{note}, shell {write_shell(m, out)}"
+        except TaperError as e:  # e.g. a stream wider than the DMA: the Vivado project says so
+            return f"{note}; no PYNQ shell ({e})"
 
     def bitstream_project(self, build: Path, out: Path, quiet: bool) -> tuple[str, str | None]:
         """Write the board's bitstream build into ``out`` and run it where the tools are:
