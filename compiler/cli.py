@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from compiler.errors import TaperError
+from compiler.sim.patterns import fmt_cycles
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -609,7 +610,7 @@ def simulate(target, cycle_model, frames, stall, seed, frame_period, as_json, vc
         return
     click.echo(
         f"{m.name}: {frames:,} frames, latency {r.latency_cycles:,} cycles "
-        f"({r.latency_cycles / m.clock_mhz:,.2f} µs), II {r.ii_cycles:,.4g} cycles, "
+        f"({r.latency_cycles / m.clock_mhz:,.2f} µs), II {fmt_cycles(r.ii_cycles)} cycles, "
         f"{r.fps:,.0f} FPS at {m.clock_mhz:g} MHz"
     )
     total = max(1, int(r.output_cycles[-1]) + 1)
@@ -715,12 +716,12 @@ def fifo(target, depths, check, as_json) -> None:
     c = doc["cycles"]
     click.echo(
         f"total {doc['bits_before']:,} -> {doc['bits']:,} bits; latency {c['latency_cycles']:,} "
-        f"cycles, II {c['ii_cycles']:,.4g} cycles (cycle model)"
+        f"cycles, II {fmt_cycles(c['ii_cycles'])} cycles (cycle model)"
     )
     if check:
         v = doc["verilator"]
         click.echo(
-            f"Verilator: latency {v['latency_cycles']:,} cycles, II {v['ii_cycles']:,.4g} "
+            f"Verilator: latency {v['latency_cycles']:,} cycles, II {fmt_cycles(v['ii_cycles'])} "
             "cycles, the same cycle for every handshake"
         )
 
@@ -793,6 +794,7 @@ def run_cmd(build_dir, inputs, target, baud, out_file) -> None:
     else:
         raise TaperError(f"--on: expected sim or serial:PORT, got {target!r}")
     if out_file is not None:
+
         def write(p: Path) -> None:
             with open(p, "wb") as f:  # a file object: np.save would append .npy to a path
                 np.save(f, y)

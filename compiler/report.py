@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from compiler.build import REPORT_MD, REPORT_PNG, TIMELINE_PNG, atomic_write, write_text
 from compiler.ir.model import MatVec, Model, Thresholding
+from compiler.sim.patterns import fmt_cycles
 
 if TYPE_CHECKING:
     from compiler.sim.cycles import CycleRun
@@ -69,7 +70,7 @@ def render_markdown(
         "",
         *(
             [
-                f"- **II** {run.ii_cycles:,.4g} cycles per frame -> **{run.fps:,.0f} FPS** "
+                f"- **II** {fmt_cycles(run.ii_cycles)} cycles per frame -> **{run.fps:,.0f} FPS** "
                 f"(cycle model of the RTL; slowest stage {m.ii_cycles:,} cycles)",
                 f"- **latency** (first frame) {run.latency_cycles:,} cycles "
                 f"= {run.latency_cycles / m.clock_mhz:,.2f} µs",

@@ -14,6 +14,7 @@ from pathlib import Path
 from compiler.errors import TaperError
 from compiler.ir.model import FIFO, Model
 from compiler.sim import cycles
+from compiler.sim.patterns import fmt_cycles
 
 FRAMES = 32  # per try; a run stops earlier at its steady state
 MAX_DEPTH = 1 << 20
@@ -164,5 +165,5 @@ def run_step(lowered: Path, stage: Path, spec: str) -> str:
     write_report(m, stage, run, bits_before)
     return (
         f"FIFOs {bits_before:,} -> {bits:,} bits; latency {run.latency_cycles:,} cycles, "
-        f"II {run.ii_cycles:,.4g} cycles ({run.fps:,.0f} FPS)"
+        f"II {fmt_cycles(run.ii_cycles)} cycles ({run.fps:,.0f} FPS)"
     )

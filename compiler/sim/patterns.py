@@ -150,6 +150,11 @@ class Pattern:
         return f"f:{p}"
 
 
+def fmt_cycles(v: float) -> str:
+    """A cycle count for people: 50,176 (whole), 84.138 (an average)."""
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.3f}"
+
+
 def as_bits(p: Pattern, cycles: int) -> np.ndarray:
     """The first ``cycles`` bits of a pattern (for plots, VCDs and tests)."""
     if p.kind == "always":

@@ -10,6 +10,7 @@ import numpy as np
 from compiler.build import atomic_write
 from compiler.ir.model import Model
 from compiler.sim.cycles import CycleRun
+from compiler.sim.patterns import fmt_cycles
 
 
 def _blocked(run: CycleRun, out_link: str, horizon: int) -> np.ndarray:
@@ -63,7 +64,9 @@ def plot(run: CycleRun, path: Path, title: str, horizon: int) -> None:
     ax.set_xlabel("cycle (dotted: a frame enters)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:green", "tab:red", "0.88")]
     ax.legend(handles, ["busy", "blocked", "starved"], loc="upper right", ncols=3)
-    ax.set_title(f"{title}: latency {run.latency_cycles:,} cycles, II {run.ii_cycles:,.4g} cycles")
+    ax.set_title(
+        f"{title}: latency {run.latency_cycles:,} cycles, II {fmt_cycles(run.ii_cycles)} cycles"
+    )
     fig.tight_layout()
     atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=100))
     plt.close(fig)
