@@ -15,10 +15,6 @@ from conftest import ZOO
 
 UNSW = ZOO / "unsw_nb15-mlp-w2a2.onnx"
 
-# both tests read the module fixture `rtl_build`; the first Yosys run compiles YoWASP's Yosys
-# (minutes on a fresh machine), so test_rtl's synth test is in the same group: once, not twice
-pytestmark = pytest.mark.xdist_group("yowasp")
-
 
 @pytest.fixture(scope="module")
 def rtl_build(tmp_path_factory):

@@ -256,6 +256,9 @@ def test_uart_wrapper_and_accelerator_in_verilator():
 
 
 @pytest.mark.slow
+# the first Yosys run compiles YoWASP's Yosys (minutes on a fresh machine): on the worker that
+# runs test_rtl's synth test, once, not on both at the same time
+@pytest.mark.xdist_group("yowasp")
 def test_bitstream_for_ulx3s(tmp_path):
     m = small_model()
     rtl = tmp_path / "rtl"

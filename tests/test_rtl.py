@@ -206,7 +206,7 @@ def test_limits_name_layer_and_bound():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("yowasp")  # as test_bitstream_flow: YoWASP's Yosys compiled once
+@pytest.mark.xdist_group("yowasp")  # as test_ecp5's bitstream: YoWASP's Yosys compiled once
 def test_synth_reports_layers_and_device(tmp_path, taper):
     import json
 
