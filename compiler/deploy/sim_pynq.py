@@ -37,9 +37,14 @@ import numpy as np
 
 from compiler.backends.rtl.generate import generate
 from compiler.backends.rtl.shell import FILELIST, shell_ports, write_shell
-from compiler.backends.rtl.simulate import DEFAULT_CACHE, VERILATOR_FLAGS
+from compiler.backends.rtl.simulate import (
+    DEFAULT_CACHE,
+    VERILATOR_FLAGS,
+    cache_entry,
+    content_key,
+    run_tool,
+)
 from compiler.build import write_text
-from compiler.errors import TaperError
 from compiler.ir.model import Model
 from compiler.tools import tool
 
@@ -128,13 +133,6 @@ def _runtime_dir(cache: Path) -> Path:
     return Path(cache) / f"runtime-{key}"
 
 
-def _run(cmd: list[str], cwd: Path, what: str) -> None:
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if r.returncode != 0:
-        lines = [ln for ln in (r.stderr + r.stdout).splitlines() if "rror" in ln][:5]
-        raise TaperError(f"{what} failed:\n" + "\n".join(lines or r.stderr.splitlines()[-5:]))
-
-
 def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
     """Generate the accelerator and its shell and build the harness (cached by content);
     returns (binary, its directory)."""
@@ -142,24 +140,15 @@ def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
         rtl = Path(tmp)
         generate(m, rtl)
         shell = write_shell(m, rtl)
-        h = hashlib.sha256("\0".join([*VFLAGS, *MAKE_ARGS]).encode() + HARNESS.read_bytes())
-        for f in sorted(rtl.iterdir()):
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-        key = "shell-" + h.hexdigest()[:20]
-        d = Path(cache) / key
+        salt = "\0".join([*VFLAGS, *MAKE_ARGS]).encode()
+        d = Path(cache) / ("shell-" + content_key(rtl, HARNESS, salt))
         binary = d / "obj" / "Vshell"
         if binary.is_file():
             return binary, d
-        Path(cache).mkdir(parents=True, exist_ok=True)
         runtime = _runtime_dir(cache)
-        stage = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cache))
-        try:
-            for f in rtl.iterdir():
-                shutil.copyfile(f, stage / f.name)
-            (stage / "tb_top.h").write_text(f'#include "V{shell}.h"\nusing Top = V{shell};\n')
-            shutil.copyfile(HARNESS, stage / HARNESS.name)
+        with cache_entry(cache, d.name, rtl, shell, HARNESS) as stage:
             sources = (rtl / FILELIST).read_text().split()
-            _run(
+            run_tool(
                 [tool("verilator"), *VFLAGS, "--top-module", shell, "--Mdir", "obj",
                  *sources, HARNESS.name, "-o", "Vshell"],
                 stage,
@@ -168,7 +157,7 @@ def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
             if all((runtime / f).is_file() for f in RUNTIME):
                 for f in RUNTIME:  # copied after the makefiles: newer, so make keeps them
                     shutil.copyfile(runtime / f, stage / "obj" / f)
-            _run(
+            run_tool(
                 [tool("make"), "-C", "obj", "-f", f"V{shell}.mk", *MAKE_ARGS],
                 stage,
                 "make (the shell)",
@@ -181,12 +170,6 @@ def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
                     keep.rename(runtime)
                 except OSError:  # another process kept it first
                     shutil.rmtree(keep, ignore_errors=True)
-            if d.exists():
-                shutil.rmtree(d)
-            stage.rename(d)
-        finally:
-            if stage.exists():
-                shutil.rmtree(stage, ignore_errors=True)
     return binary, d
 
 

@@ -13,7 +13,6 @@ The frame protocol is documented in compiler/deploy/serial.py, which implements 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,7 +25,13 @@ from importlib.resources import files
 from pathlib import Path
 
 from compiler.backends.rtl.generate import generate, ident
-from compiler.backends.rtl.simulate import DEFAULT_CACHE, VERILATOR_FLAGS
+from compiler.backends.rtl.simulate import (
+    DEFAULT_CACHE,
+    VERILATOR_FLAGS,
+    cache_entry,
+    content_key,
+    run_tool,
+)
 from compiler.boards import BOARDS, Board
 from compiler.boards import board as get_board
 from compiler.build import atomic_write, write_json, write_text
@@ -514,36 +519,17 @@ def uart_build(
         uart, text = uart_verilog(m, s, clks_per_bit, timeout_clks)
         write_text(src / f"{uart}.sv", text)
         design = json.loads((src / "design.json").read_text())
-        h = hashlib.sha256(UART_TB.read_bytes())
-        for f in sorted(src.iterdir()):
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-        key = "uart-" + h.hexdigest()[:20]
-        d = Path(cache) / key
+        d = Path(cache) / ("uart-" + content_key(src, UART_TB))
         binary = d / "obj" / "Vtb"
         if binary.is_file():
             return binary, d
-        stage = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=_mk(Path(cache))))
-        try:
-            for f in src.iterdir():
-                shutil.copyfile(f, stage / f.name)
-            (stage / "tb_top.h").write_text(f'#include "V{uart}.h"\nusing Top = V{uart};\n')
-            shutil.copyfile(UART_TB, stage / UART_TB.name)
-            cmd = [
-                tool("verilator"), *VERILATOR_FLAGS, "--top-module", uart, "--Mdir", "obj",
-                *design["files"], *UART_FILES, f"{uart}.sv", UART_TB.name, "-o", "Vtb",
-            ]  # fmt: skip
-            r = subprocess.run(cmd, cwd=stage, capture_output=True, text=True)
-            if r.returncode != 0:
-                lines = [ln for ln in (r.stderr + r.stdout).splitlines() if "rror" in ln][:5]
-                raise TaperError(
-                    "verilator build failed: " + "; ".join(lines or r.stderr.splitlines()[-5:])
-                )
-            if d.exists():
-                shutil.rmtree(d)
-            stage.rename(d)
-        finally:
-            if stage.exists():
-                shutil.rmtree(stage, ignore_errors=True)
+        with cache_entry(cache, d.name, src, uart, UART_TB) as stage:
+            run_tool(
+                [tool("verilator"), *VERILATOR_FLAGS, "--top-module", uart, "--Mdir", "obj",
+                 *design["files"], *UART_FILES, f"{uart}.sv", UART_TB.name, "-o", "Vtb"],
+                stage,
+                "verilator build",
+            )  # fmt: skip
     return binary, d
 
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -59,49 +60,59 @@ class RTLRun:
         return (t[-1] - t[half]) / (len(t) - 1 - half)
 
 
+def content_key(src: Path, testbench: Path, salt: bytes = b"") -> str:
+    """Digest of a testbench and every file of a generated RTL directory: a cache key."""
+    h = hashlib.sha256(salt + testbench.read_bytes())
+    for f in sorted(Path(src).iterdir()):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def run_tool(cmd: list[str], cwd: Path, what: str) -> None:
+    """Run a build command; on failure one error naming it and its first error lines."""
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        lines = [ln for ln in (r.stderr + r.stdout).splitlines() if "rror" in ln][:5]
+        raise TaperError(f"{what} failed:\n" + "\n".join(lines or r.stderr.splitlines()[-5:]))
+
+
+@contextmanager
+def cache_entry(cache: Path, key: str, src: Path, top: str, testbench: Path):
+    """Stage a build in ``cache``: yields a directory holding ``src``'s files, the testbench
+    and ``tb_top.h`` (which names the Verilated ``top``); on success it becomes
+    ``cache/key`` whole, on failure it is removed."""
+    d = Path(cache) / key
+    stage = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=_mk(Path(cache))))
+    try:
+        for f in Path(src).iterdir():
+            shutil.copyfile(f, stage / f.name)
+        (stage / "tb_top.h").write_text(f'#include "V{top}.h"\nusing Top = V{top};\n')
+        shutil.copyfile(testbench, stage / testbench.name)
+        yield stage
+        if d.exists():
+            shutil.rmtree(d)
+        stage.rename(d)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
 def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
     """Generate the RTL and build the testbench binary; returns (binary, rtl dir)."""
     with tempfile.TemporaryDirectory() as tmp:
         summary = generate(m, Path(tmp))
-        h = hashlib.sha256(TESTBENCH.read_bytes())
-        for f in sorted(Path(tmp).iterdir()):
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-        key = h.hexdigest()[:20]
-        d = Path(cache) / key
+        d = Path(cache) / content_key(Path(tmp), TESTBENCH)
         binary = d / "obj" / "Vtb"
         if binary.is_file():
             return binary, d
-        stage = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=_mk(cache)))
-        try:
-            for f in Path(tmp).iterdir():
-                shutil.copyfile(f, stage / f.name)
-            top = summary["top"]
-            (stage / "tb_top.h").write_text(f'#include "V{top}.h"\nusing Top = V{top};\n')
-            shutil.copyfile(TESTBENCH, stage / TESTBENCH.name)
-            cmd = [
-                tool("verilator"),
-                *VERILATOR_FLAGS,
-                "--top-module",
-                top,
-                "--Mdir",
-                "obj",
-                *summary["files"],
-                TESTBENCH.name,
-                "-o",
-                "Vtb",
-            ]
-            r = subprocess.run(cmd, cwd=stage, capture_output=True, text=True)
-            if r.returncode != 0:
-                lines = [ln for ln in (r.stderr + r.stdout).splitlines() if "rror" in ln][:5]
-                raise TaperError(
-                    "verilator build failed:\n" + "\n".join(lines or r.stderr.splitlines()[-5:])
-                )
-            if d.exists():
-                shutil.rmtree(d)
-            stage.rename(d)
-        finally:
-            if stage.exists():
-                shutil.rmtree(stage, ignore_errors=True)
+        top = summary["top"]
+        with cache_entry(cache, d.name, Path(tmp), top, TESTBENCH) as stage:
+            run_tool(
+                [tool("verilator"), *VERILATOR_FLAGS, "--top-module", top, "--Mdir", "obj",
+                 *summary["files"], TESTBENCH.name, "-o", "Vtb"],
+                stage,
+                "verilator build",
+            )  # fmt: skip
     return binary, d
 
 
