@@ -343,8 +343,10 @@ class _Mvu(_Stalling):
     switch happens in the cycle of the later of the two). Compute: one (nf, sf) step per not-stalled cycle once its input
     word is in the buffer (the cycle after it was written), NF x SF steps per frame, the
     last step of a frame releasing its buffer. The last sf step of each nf gives an output
-    word valid after two more not-stalled cycles (+1): the pipeline is issue -> 1 -> 2 ->
-    output register."""
+    word valid after PIPE more not-stalled cycles (+1): the pipeline is issue -> R1 (read)
+    -> R2 (read register) -> R3 (adder tree) -> R4 (accumulator) -> output register."""
+
+    PIPE = 4  # registers between the issue stage and the output register
 
     def __init__(self, sim: _Sim, layer: MatVec):
         super().__init__(sim, layer.name)
@@ -381,9 +383,9 @@ class _Mvu(_Stalling):
                 if t0 < self.record:
                     self.spans.append([t0 + 1, t])
             last.append(t)
-            e1 = self.next_enabled(t + 1)
-            e2 = self.next_enabled(e1 + 1)
-            self.vout.append(e2 + 1)
+            for _ in range(self.PIPE):
+                t = self.next_enabled(t + 1)
+            self.vout.append(t + 1)
 
     def valid_from(self, j: int) -> int:
         self._compute(j)

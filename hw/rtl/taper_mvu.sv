@@ -10,9 +10,9 @@
 // Folding: NF = MH/PE neuron folds x SF = MW/SIMD synapse folds = NF*SF cycles per frame.
 // The input vector is double-buffered, so the next frame streams in while this one is
 // computed and the unit sustains one frame every NF*SF cycles. Weights and thresholds are
-// ROMs with a registered read port (block RAM when large). The pipeline (issue, MAC,
-// threshold, output register) stalls as a whole while the output word is not taken, which
-// keeps it correct under any backpressure.
+// ROMs with a registered read port (block RAM when large). The pipeline (issue, two read
+// registers, adder tree, accumulator, threshold/output register) stalls as a whole while the
+// output word is not taken, which keeps it correct under any backpressure.
 module taper_mvu #(
     parameter MW = 16,
     parameter MH = 8,
@@ -74,6 +74,7 @@ module taper_mvu #(
     // ---- issue stage: one (nf, sf) step per cycle when its input word is there
     logic [NB-1:0] nf;
     logic [SB-1:0] sf;
+    logic [AB-1:0] waddr;  // nf * SF + sf, counted (no multiplier)
     logic stall;
     wire last_sf = (sf == SB'(SF - 1));
     wire last_nf = (nf == NB'(NF - 1));
@@ -88,6 +89,7 @@ module taper_mvu #(
             rb <= 1'b0;
             nf <= '0;
             sf <= '0;
+            waddr <= '0;
         end else begin
             if (wr) ibuf[{wb, cnt_w[SB-1:0]}] <= s_tdata;
             // a buffer is released by compute or filled by the writer, never both at once
@@ -102,77 +104,109 @@ module taper_mvu #(
             if (issue) begin
                 sf <= last_sf ? '0 : sf + 1'b1;
                 if (last_sf) nf <= last_nf ? '0 : nf + 1'b1;
+                waddr <= release_rb ? '0 : waddr + 1'b1;
                 if (release_rb) rb <= !rb;
             end
         end
     end
 
-    // ---- stage 1: registered reads of weights and the input word
-    logic [WW-1:0] w_q;
-    logic [SIMD*IN_BITS-1:0] x_q;
-    logic v1, first1, last1;
-    logic [NB-1:0] nf1;
-    wire [AB-1:0] waddr = AB'(nf) * AB'(SF) + AB'(sf);
+    // ---- the pipeline, all stages stalling together while the output word is not taken:
+    //   R1 registered reads of weights and input word (block RAM read port)
+    //   R2 the same, registered again (block RAM output register: the read is slow)
+    //   R3 the SIMD products of each PE summed by an adder tree
+    //   R4 accumulators (and the thresholds' registered read)
+    //   R5 thresholds applied: the output register
+    logic [WW-1:0] w_q, w_r;
+    logic [SIMD*IN_BITS-1:0] x_q, x_r;
+    logic v1, v2, v3, first1, first2, first3, last1, last2, last3;
+    logic [NB-1:0] nf1, nf2, nf3;
     always_ff @(posedge clk) begin
         if (!stall) begin
             w_q <= wmem[waddr];
             x_q <= ibuf[{rb, sf}];
+            w_r <= w_q;
+            x_r <= x_q;
         end
     end
     always_ff @(posedge clk) begin
         if (!rst_n) begin
             v1 <= 1'b0;
+            v2 <= 1'b0;
+            v3 <= 1'b0;
         end else if (!stall) begin
             v1 <= issue;
+            v2 <= v1;
+            v3 <= v2;
+        end
+    end
+    always_ff @(posedge clk) begin
+        if (!stall) begin
             first1 <= (sf == '0);
             last1 <= last_sf;
             nf1 <= nf;
+            first2 <= first1;
+            last2 <= last1;
+            nf2 <= nf1;
+            first3 <= first2;
+            last3 <= last2;
+            nf3 <= nf2;
         end
     end
 
-    // ---- stage 1 arithmetic: SIMD products per PE, summed into the accumulators
-    logic signed [ACC_BITS-1:0] dot [0:PE-1];
+    // ---- R3: SIMD products per PE, summed by a balanced adder tree (log2 SIMD adders deep;
+    // the leaves are narrow and synthesis trims each sum to the bits it can reach)
+    localparam LEAVES = 1 << $clog2(SIMD);
+    logic signed [ACC_BITS-1:0] tree [0:PE-1][1:2*LEAVES-1];
     always_comb begin
         for (int p = 0; p < PE; p++) begin
-            dot[p] = '0;
-            for (int s = 0; s < SIMD; s++) begin
+            for (int s = 0; s < LEAVES; s++) begin
                 logic [IN_BITS-1:0] xe;
                 logic [W_BITS-1:0] we;
                 logic signed [IN_BITS:0] xs;
                 logic signed [W_BITS:0] ws;
                 logic signed [ACC_BITS-1:0] pr;
-                xe = x_q[s*IN_BITS +: IN_BITS];
-                we = w_q[(p*SIMD + s)*W_BITS +: W_BITS];
-                xs = IN_SIGNED ? $signed({xe[IN_BITS-1], xe}) : $signed({1'b0, xe});
-                if (W_BIPOLAR) ws = we[0] ? 1 : -1;
-                else ws = W_SIGNED ? $signed({we[W_BITS-1], we}) : $signed({1'b0, we});
-                if (XNOR) pr = (xe[0] == we[0]) ? 1 : 0;
-                else if (IN_BIPOLAR) pr = xe[0] ? ws : -ws;
-                else pr = xs * ws;
-                dot[p] = dot[p] + pr;
+                pr = '0;
+                if (s < SIMD) begin
+                    xe = x_r[s*IN_BITS +: IN_BITS];
+                    we = w_r[(p*SIMD + s)*W_BITS +: W_BITS];
+                    xs = IN_SIGNED ? $signed({xe[IN_BITS-1], xe}) : $signed({1'b0, xe});
+                    if (W_BIPOLAR) ws = we[0] ? 1 : -1;
+                    else ws = W_SIGNED ? $signed({we[W_BITS-1], we}) : $signed({1'b0, we});
+                    if (XNOR) pr = (xe[0] == we[0]) ? 1 : 0;
+                    else if (IN_BIPOLAR) pr = xe[0] ? ws : -ws;
+                    else pr = xs * ws;  // full product: ACC_BITS context
+                end
+                tree[p][LEAVES + s] = pr;
             end
+            for (int i = LEAVES - 1; i >= 1; i--) tree[p][i] = tree[p][2*i] + tree[p][2*i+1];
         end
     end
 
+    logic signed [ACC_BITS-1:0] dot [0:PE-1];
+    always_ff @(posedge clk) begin
+        if (!stall) for (int p = 0; p < PE; p++) dot[p] <= tree[p][1];
+    end
+
+    // ---- R4: accumulate; acc2 holds the completed sum for the threshold stage
     logic signed [ACC_BITS-1:0] acc [0:PE-1];
     logic signed [ACC_BITS-1:0] acc2 [0:PE-1];
-    logic v2;
+    logic v4;
     logic [TW-1:0] t_q;
     always_ff @(posedge clk) begin
         if (!stall) begin
-            t_q <= tmem[nf1];
+            t_q <= tmem[nf3];
             for (int p = 0; p < PE; p++) begin
-                if (v1) acc[p] <= (first1 ? '0 : acc[p]) + dot[p];
-                acc2[p] <= (first1 ? '0 : acc[p]) + dot[p];
+                if (v3) acc[p] <= (first3 ? '0 : acc[p]) + dot[p];
+                acc2[p] <= (first3 ? '0 : acc[p]) + dot[p];
             end
         end
     end
     always_ff @(posedge clk) begin
-        if (!rst_n) v2 <= 1'b0;
-        else if (!stall) v2 <= v1 && last1;
+        if (!rst_n) v4 <= 1'b0;
+        else if (!stall) v4 <= v3 && last3;
     end
 
-    // ---- stage 2: thresholds, then the output register
+    // ---- R5: thresholds, then the output register
     logic [PE*OUT_BITS-1:0] y;
     always_comb begin
         for (int p = 0; p < PE; p++) begin
@@ -199,8 +233,8 @@ module taper_mvu #(
         if (!rst_n) begin
             m_tvalid <= 1'b0;
         end else if (!stall) begin
-            m_tvalid <= v2;
-            if (v2) m_tdata <= y;
+            m_tvalid <= v4;
+            if (v4) m_tdata <= y;
         end
     end
 endmodule
