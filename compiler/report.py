@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from compiler.build import REPORT_MD, REPORT_PNG, TIMELINE_PNG, atomic_write, write_text
 from compiler.ir.model import MatVec, Model, Thresholding
 from compiler.sim.patterns import fmt_cycles
-
-if TYPE_CHECKING:
-    from compiler.sim.cycles import CycleRun
 
 
 def _matvec_row(layer: MatVec) -> dict:
@@ -59,8 +55,15 @@ def layer_rows(m: Model) -> list[dict]:
 
 
 def render_markdown(
-    m: Model, run: CycleRun | None = None, fifo_bits_before: int | None = None
+    m: Model,
+    cycles: dict | None = None,
+    fifo_bits_before: int | None = None,
+    verify: dict | None = None,
+    synth: dict | None = None,
+    bitstream: dict | None = None,
 ) -> str:
+    """The report of a build: the IR, and of the later steps whatever has run — the cycle
+    model's run (``fifo.json``'s ``cycles``), verification, Yosys and the board's tools."""
     rows = layer_rows(m)
     e = m.input_edge
     lines = [
@@ -70,16 +73,17 @@ def render_markdown(
         "",
         *(
             [
-                f"- **II** {fmt_cycles(run.ii_cycles)} cycles per frame -> **{run.fps:,.0f} FPS** "
+                f"- **II** {fmt_cycles(cycles['ii_cycles'])} cycles per frame -> "
+                f"**{cycles['fps']:,.0f} FPS** "
                 f"(cycle model of the RTL; slowest stage {m.ii_cycles:,} cycles)",
-                f"- **latency** (first frame) {run.latency_cycles:,} cycles "
-                f"= {run.latency_cycles / m.clock_mhz:,.2f} µs",
+                f"- **latency** (first frame) {cycles['latency_cycles']:,} cycles "
+                f"= {cycles['latency_cycles'] / m.clock_mhz:,.2f} µs",
                 f"- FIFOs: {sum(f.depth * f.width for f in m.fifos):,} bits"
                 + (f" (before sizing {fifo_bits_before:,})" if fifo_bits_before is not None else "")
                 + ", depths "
                 + ", ".join(f"{f.depth}" for f in m.fifos),
             ]
-            if run is not None
+            if cycles is not None
             else [
                 f"- **II** {m.ii_cycles:,} cycles per frame -> **{m.fps:,.0f} FPS**",
                 f"- **latency** (first frame, stages in sequence) {m.latency_cycles:,} cycles "
@@ -93,31 +97,84 @@ def render_markdown(
         f"- host input edge: {e.kind} {list(e.in_shape)} -> {e.out_type} x {list(e.shape)}"
         + (f" (scale {e.scale:g}, {e.rounding})" if e.kind == "quant" else ""),
         f"- host output edge: {' -> '.join(s.op for s in m.output_edge.steps) or 'none'}",
+        *_verify_lines(verify),
+        *_synth_lines(synth),
+        *_bitstream_lines(bitstream),
         "",
         "| layer | op | shape | in | weight | acc | out | PE | SIMD | cycles | weight bits "
-        "| threshold bits | FINN LUT | FINN BRAM18 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| threshold bits | FINN LUT | FINN BRAM18 |"
+        + (f" Yosys {synth.get('labels', LABELS)['lut']} | Yosys BRAM36 |" if synth else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if synth else ""),
     ]
     for r in rows:
+        y = (synth or {}).get("layers", {}).get(r["layer"])
         lines.append(
             f"| {r['layer']} | {r['op']} | {r['shape']} | {r['in']} | {r['weight']} | {r['acc']} "
             f"| {r['out']} | {r['PE']} | {r['SIMD']} | {r['cycles']:,} | {r['weight_bits']:,} "
             f"| {r['threshold_bits']:,} | {_fmt(r['finn_lut'])} | {_fmt(r['finn_bram18'])} |"
+            + ((f" {y['lut']:,} | {y['bram36']:g} |" if y else " - | - |") if synth else "")
         )
-    if run is not None:
+    if cycles is not None:
         lines += [
             "",
             "| stage | busy | starved | blocked |",
             "|---|---|---|---|",
             *(
-                f"| {k} | {v.busy:,} | {v.starved:,} | {v.blocked:,} |"
-                for k, v in run.stages.items()
+                f"| {k} | {v['busy']:,} | {v['starved']:,} | {v['blocked']:,} |"
+                for k, v in cycles["stages"].items()
             ),
             "",
-            f"Cycles over {run.frames} frames. ![pipeline timeline]({TIMELINE_PNG})",
+            f"Cycles over {cycles['frames']} frames. ![pipeline timeline]({TIMELINE_PNG})",
         ]
     lines += ["", f"![per-layer cycles and memory]({REPORT_PNG})", ""]
     return "\n".join(lines)
+
+
+def _verify_lines(v: dict | None) -> list[str]:
+    if not v:
+        return []
+    refs = v.get("references", {})
+    ran = [k for k, r in refs.items() if not r.get("skipped")]
+    bad = [k for k in ran if refs[k].get("mismatches")]
+    line = (
+        f"- **verified** {v['samples']:,} samples bit-exact against {', '.join(ran)}"
+        if not bad
+        else f"- **verification failed** against {', '.join(bad)} ({v['samples']:,} samples)"
+    )
+    rtl = refs.get("rtl", {})
+    if rtl.get("cycle_model_exact"):
+        line += f"; cycle model exact against Verilator ({rtl.get('cycle_model', '')})"
+    return [line]
+
+
+def _synth_lines(r: dict | None) -> list[str]:
+    if not r:
+        return []
+    u, n = r["utilization"], r.get("labels", LABELS)
+    used = ", ".join(f"{r[k]:,.4g} {n[k]} ({u[k]:.1%})" for k in ("lut", "ff", "bram36", "dsp"))
+    return [f"- **Yosys**: {used} of the {r['device']['part']} [{r['tool']}]"]
+
+
+def _bitstream_lines(r: dict | None) -> list[str]:
+    """nextpnr's (ECP5) or Vivado's (PYNQ) results, when the bitstream step has them."""
+    if not r:
+        return []
+    if "fmax_mhz" in r:  # ECP5: compiler/backends/rtl/ecp5.py's bitstream.json
+        u = r["utilization"]
+        met = "met" if r["timing_met"] else "NOT met"
+        return [
+            f"- **bitstream** `{r['bitstream']}` for {r['board']} ({r['part']}): "
+            f"Fmax {r['fmax_mhz']} MHz (nextpnr), timing {met} at {r['clock_mhz']:g} MHz; "
+            + ", ".join(f"{v['used']:,} {k} ({v['fraction']:.1%})" for k, v in u.items())
+        ]
+    return [  # Vivado: compiler/backends/rtl/vivado.py's vivado.json
+        f"- **bitstream** `{Path(r['bitstream']).name}` (Vivado): {r['lut']:,.0f} LUT, "
+        f"{r['ff']:,.0f} FF, {r['bram36']:g} BRAM36, {r['dsp']:.0f} DSP; WNS {r['wns_ns']} ns, "
+        f"{r['achieved_mhz']:.1f} MHz achieved"
+    ]
+
+
+LABELS = {"lut": "LUT", "ff": "FF", "bram36": "BRAM36", "dsp": "DSP"}
 
 
 def _fmt(v) -> str:
@@ -157,9 +214,26 @@ def plot(m: Model, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(
-    m: Model, out_dir: Path, run: CycleRun | None = None, fifo_bits_before: int | None = None
-) -> None:
-    out_dir = Path(out_dir)
-    plot(m, out_dir / REPORT_PNG)
-    write_text(out_dir / REPORT_MD, render_markdown(m, run, fifo_bits_before))
+def _read(p: Path) -> dict | None:
+    import json
+
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def write_report(build_dir: Path, out_dir: Path) -> None:
+    """``report.md`` and ``report.png`` into ``out_dir`` from the artifacts of ``build_dir``:
+    the IR and whatever later steps have written."""
+    from compiler import ir
+    from compiler.build import BITSTREAM_DIR, FIFO_JSON, SYNTH_JSON, VERIFY_JSON
+
+    d = Path(build_dir)
+    m = ir.load(d)
+    fifo = _read(d / FIFO_JSON) or {}
+    bit = d / BITSTREAM_DIR
+    bitstream = _read(bit / "bitstream.json") or _read(bit / "vivado.json")
+    plot(m, Path(out_dir) / REPORT_PNG)
+    text = render_markdown(
+        m, fifo.get("cycles"), fifo.get("bits_before"), _read(d / VERIFY_JSON),
+        _read(d / SYNTH_JSON), bitstream,
+    )  # fmt: skip
+    write_text(Path(out_dir) / REPORT_MD, text)

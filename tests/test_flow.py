@@ -100,7 +100,7 @@ def test_a_finished_build_is_current_and_a_rerun_does_nothing(unsw_build, capsys
     mtime = (unsw_build / B.IR_JSON).stat().st_mtime_ns
     flow.run(unsw_build, None, until="verify")
     out = capsys.readouterr().out
-    assert out.count("up to date") == 6 and "running" not in out
+    assert out.count("up to date") == 7 and "running" not in out  # 6 steps and the report
     assert (unsw_build / B.IR_JSON).stat().st_mtime_ns == mtime
 
 
@@ -138,15 +138,15 @@ def test_an_output_edited_by_hand_is_kept_named_and_rebuilt_when_forced(tmp_path
     d = tmp_path / "b"
     shutil.copytree(unsw_build, d)
     (d / B.REPORT_MD).write_text("edited\n")
-    assert _status(d)["fifo"] == (
+    assert _status(d)["report"] == (
         "edited",
-        "output report.md was changed by hand (kept; --force fifo rebuilds)",
+        "output report.md was changed by hand (kept; --force report rebuilds)",
     )
     flow.run(d, None, until="fifo", quiet=True)
     assert (d / B.REPORT_MD).read_text() == "edited\n"
-    flow.run(d, None, until="fifo", force={"fifo"}, quiet=True)
+    flow.run(d, None, until="fifo", force={"report"}, quiet=True)
     assert (d / B.REPORT_MD).read_text() != "edited\n"
-    assert _status(d)["fifo"][0] == "current"
+    assert _status(d)["report"][0] == "current"
 
 
 def _taper(*args, **kw) -> subprocess.Popen:

