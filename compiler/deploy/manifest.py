@@ -55,9 +55,10 @@ class IntTypeJSON(_Strict):
 
 
 class StepJSON(_Strict):
-    op: Literal["mul", "add", "sub", "div", "softmax"]
+    op: Literal["mul", "add", "sub", "div", "softmax", "topk"]
     value: list[float] | None = None
     shape: list[int] | None = None
+    k: int | None = Field(default=None, ge=1)  # topk: class labels
 
 
 class InputEdgeJSON(_Strict):

@@ -3,8 +3,9 @@
 Before FINN runs, a Quant node that quantizes the graph input directly (through shape ops
 only) is taken out and becomes the input edge; the hardware then receives its integers.
 After conversion to HW layers, leading shape ops and a Thresholding of a float input become
-the input edge, and trailing Mul/Add/Softmax the output edge. Anything else outside the HW
-chain is an error naming the node.
+the input edge, and trailing Mul/Add/Softmax the output edge, with a last TopK (FINN's
+LabelSelect) as its final step: the output is then class indices. Anything else outside the
+HW chain is an error naming the node.
 """
 
 from __future__ import annotations
@@ -217,6 +218,9 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
     steps: list[FloatStep] = []
     tail: list[tuple[int, FloatStep]] = []
     for i, n in enumerate(nodes[hi + 1 :], start=hi + 1):
+        if n.op_type == "TopK" and i == len(nodes) - 1:
+            steps.append(_topk_step(model, n, source))
+            continue
         if n.op_type not in OUTPUT_EDGE_OPS:
             raise TaperError(_unmapped(model, n, source))
         if n.op_type == "Softmax":
@@ -241,6 +245,32 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
         hw_input_tensor=hw_in,
         hw_output_tensor=nodes[hi].output[0],
     )
+
+
+def _topk_step(model, node, source: str) -> FloatStep:
+    """A trailing TopK (FINN's LabelSelect) whose indices are the model's output: the output
+    edge's last step, so the host's output is class labels as FINN's builds give them."""
+    from onnx import helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    where = f"{source}: node {describe(node)}"
+    rank = len(model.get_tensor_shape(node.input[0]))
+    if attrs.get("axis", -1) not in (-1, rank - 1):
+        raise TaperError(f"{where}: TopK over axis {attrs['axis']}; only the last axis is taken")
+    if not attrs.get("largest", 1) or not attrs.get("sorted", 1):
+        raise TaperError(f"{where}: only TopK of the largest values, sorted, is taken")
+    k = model.get_initializer(node.input[1]) if len(node.input) > 1 else None
+    if k is None or k.size != 1:
+        raise TaperError(f"{where}: TopK's k must be a constant")
+    outs = [o.name for o in model.graph.output]
+    if len(node.output) < 2 or node.output[1] not in outs or node.output[0] in outs:
+        raise TaperError(
+            f"{where}: the model's output must be TopK's indices (class labels), not its values"
+        )
+    n = model.get_tensor_shape(node.input[0])[-1]
+    if not 1 <= int(k.item()) <= n:
+        raise TaperError(f"{where}: k={int(k.item())} for {n} values")
+    return FloatStep("topk", k=int(k.item()))
 
 
 def output_constant(model, node) -> np.ndarray | None:

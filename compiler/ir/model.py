@@ -55,10 +55,13 @@ def _divides(layer: str, what: str, fold: int, size: int) -> None:
 @dataclass(eq=False)
 class FloatStep(_Node):
     """A float32 elementwise operation on the host: ``mul``, ``add``, ``sub``, ``div`` by a
-    constant, or ``softmax`` over the last axis."""
+    constant, or ``softmax`` over the last axis; or, last in an output edge, ``topk``: the
+    indices of the ``k`` largest values of the last axis, largest first, the lower index
+    first among equal values (ONNX's TopK, FINN's LabelSelect): class labels, int64."""
 
-    op: Literal["mul", "add", "sub", "div", "softmax"]
+    op: Literal["mul", "add", "sub", "div", "softmax", "topk"]
     value: np.ndarray | None = None
+    k: int = 0  # topk only
 
 
 @dataclass(eq=False)
@@ -88,8 +91,17 @@ class InputEdge(_Node):
 
 @dataclass(eq=False)
 class OutputEdge(_Node):
+    """Host-side work on the last layer's integers: float ``steps`` in order (the model's
+    trailing Mul/Add/Softmax), and, when the model ends in TopK, a last ``topk`` step that
+    makes the output class indices. ``out_shape`` is the model's output per sample."""
+
     steps: list[FloatStep] = field(default_factory=list)
     out_shape: tuple[int, ...] = ()
+
+    @property
+    def labels(self) -> bool:
+        """The output is class indices (int64), not floats."""
+        return bool(self.steps) and self.steps[-1].op == "topk"
 
 
 # ---------------------------------------------------------------------------- hardware layers

@@ -66,9 +66,11 @@ def get(name: str) -> Reference:
 
 
 def output_to_int(m: Model, r: np.ndarray) -> np.ndarray:
-    """Invert the output edge's Mul/Add (in float64) to recover the hardware's integers."""
+    """Invert the output edge's Mul/Add (in float64) to recover the hardware's integers.
+
+    ``r`` is the reference's value before any Softmax or TopK (which cannot be inverted)."""
     v = r.astype(np.float64).reshape(len(r), -1)
-    for step in reversed([s for s in m.output_edge.steps if s.op != "softmax"]):
+    for step in reversed([s for s in m.output_edge.steps if s.op not in ("softmax", "topk")]):
         if step.op == "add":
             v = v - step.value.astype(np.float64)
         elif step.op == "mul":

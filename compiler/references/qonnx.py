@@ -80,6 +80,17 @@ def execute(model, x: np.ndarray, names: list[str], chunk: int = 500) -> dict[st
     return {t: np.concatenate(v) for t, v in got.items()}
 
 
+def before_output_ops(model) -> str:
+    """The tensor the output edge's invertible steps end in: the graph output, or the input
+    of a trailing TopK (class labels) and of a Softmax before it."""
+    t = model.graph.output[0].name
+    last = model.find_producer(t)
+    if last is not None and last.op_type == "TopK":
+        t = last.input[0]
+    softmax = [n for n in model.graph.node if n.op_type == "Softmax"]
+    return softmax[-1].input[0] if softmax else t
+
+
 def _activation_quants(model) -> list:
     inits = {t.name for t in model.graph.initializer}
     return [
@@ -97,14 +108,15 @@ class QONNX(Reference):
         from qonnx.core.modelwrapper import ModelWrapper
 
         model = ModelWrapper(str(Path(build) / B.REFERENCE_ONNX))
-        softmax = [n for n in model.graph.node if n.op_type == "Softmax"]
-        out_name = softmax[-1].input[0] if softmax else model.graph.output[0].name
+        out_name = before_output_ops(model)
         # Localization: thresholded layers map onto the last activation quantizers.
         acts = _activation_quants(model)
         thr = [layer for layer in m.layers if getattr(layer, "thresholds", None) is not None]
         pairs = list(zip(reversed(thr), reversed(acts), strict=False))
         names = list(dict.fromkeys([out_name, *(q.output[0] for _, q in pairs)]))
-        ref = execute(model, inputs.x, names)
+        # FINN's HW nodes (a FINN model given with HW layers) execute one sample at a time
+        hw = any(n.domain.startswith("finn.custom_op.fpgadataflow") for n in model.graph.node)
+        ref = execute(model, inputs.x, names, chunk=1 if hw else 500)
         values = {}
         for layer, q in pairs:
             scale = model.get_initializer(q.input[1]) if q.op_type == "Quant" else 1.0

@@ -16,8 +16,8 @@ Attributes read from an input edge: ``kind`` (``quant``, ``thresholds``, ``ident
 ``shape`` (integers per sample), ``out_type`` (``bits``, ``signed``, ``bipolar``, ``min``,
 ``max``, ``contains``), ``scale``, ``zero_point``, ``rounding``, ``narrow``, ``thresholds``
 (float64, (C or 1, steps), sorted per row), ``bias`` and ``pre`` (float steps). Output edge:
-``steps``. A float step has ``op`` (``mul``, ``add``, ``sub``, ``div``, ``softmax``) and
-``value`` (a float32 array, or None).
+``steps``. A float step has ``op`` (``mul``, ``add``, ``sub``, ``div``, ``softmax``, and
+last in an output edge ``topk``), ``value`` (a float32 array, or None) and ``k`` (topk).
 """
 
 from __future__ import annotations
@@ -116,12 +116,29 @@ def multithreshold(acc: np.ndarray, thresholds: np.ndarray, dtype) -> np.ndarray
 _UFUNCS = {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}
 
 
+def topk(v: np.ndarray, k: int) -> np.ndarray:
+    """ONNX's TopK indices (largest, sorted) over the last axis, int64: the ``k`` largest
+    values largest first, and among equal values the lower index first, as onnxruntime and
+    FINN's LabelSelect give them."""
+    if not 1 <= k <= v.shape[-1]:
+        raise ValueError(f"topk: k={k} for {v.shape[-1]} values")
+    # a stable sort of the negated values keeps equal values in index order
+    return np.argsort(-v, axis=-1, kind="stable")[..., :k].astype(np.int64)
+
+
 def float_steps(steps, v: np.ndarray) -> np.ndarray:
     """Host float ops in float32, as onnxruntime evaluates them in the reference graph.
 
-    Works in place on ``v`` (callers pass an array they own) where shapes allow.
+    Works in place on ``v`` (callers pass an array they own) where shapes allow. A ``topk``
+    step turns the values into int64 indices, so it can only be the last.
     """
+    labels = False
     for step in steps:
+        if labels:
+            raise ValueError(f"host step {step.op} after topk")
+        if step.op == "topk":
+            v, labels = topk(v, int(step.k)), True
+            continue
         if step.op == "softmax":
             e = np.exp(v - v.max(axis=-1, keepdims=True))
             v = e / e.sum(axis=-1, keepdims=True)
@@ -135,7 +152,8 @@ def float_steps(steps, v: np.ndarray) -> np.ndarray:
 
 
 def dequantize_output(edge: Any, y: np.ndarray) -> np.ndarray:
-    """Host output edge in float32, as the reference graph computes it."""
+    """Host output edge in float32, as the reference graph computes it; class indices
+    (int64) when it ends in ``topk``."""
     return float_steps(edge.steps, y.astype(np.float32))
 
 
@@ -184,6 +202,7 @@ class IntRange:
 class Step:
     op: str
     value: np.ndarray | None = None
+    k: int = 0
 
 
 @dataclass
@@ -208,14 +227,17 @@ class OutputSpec:
 
 
 def _steps_to_json(steps) -> list[dict]:
-    return [
-        {
+    out = []
+    for s in steps:
+        d = {
             "op": s.op,
             "value": None if s.value is None else np.asarray(s.value, np.float32).ravel().tolist(),
             "shape": None if s.value is None else list(np.shape(s.value)),
         }
-        for s in steps
-    ]
+        if s.op == "topk":
+            d["k"] = int(s.k)
+        out.append(d)
+    return out
 
 
 def _steps_from_json(steps: list[dict]) -> list[Step]:
@@ -224,7 +246,7 @@ def _steps_from_json(steps: list[dict]) -> list[Step]:
         v = s.get("value")
         if v is not None:
             v = np.asarray(v, dtype=np.float32).reshape(s.get("shape") or np.shape(v))
-        out.append(Step(str(s["op"]), v))
+        out.append(Step(str(s["op"]), v, int(s.get("k") or 0)))
     return out
 
 
