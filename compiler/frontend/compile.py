@@ -186,7 +186,12 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
         finn_part = b.part if b.family == "xilinx" else "xc7z020clg400-1"
         chain = F.specialize(chain, finn_part)
         if o.folding:
-            chain = F.apply_folding(chain, read_folding(o.folding), o.folding)
+            host = (
+                {"LabelSelect": "the model's TopK is the host's output edge (class labels)"}
+                if rec.output_edge.labels
+                else {}
+            )
+            chain = F.apply_folding(chain, read_folding(o.folding), o.folding, host)
         elif o.target_fps:
             cycles = max(1, math.ceil(o.clock_mhz * 1e6 / o.target_fps))
             chain = F.set_folding(chain, cycles)

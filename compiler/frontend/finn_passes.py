@@ -47,6 +47,7 @@ import contextlib
 import copy
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -569,9 +570,16 @@ def _folding_defaults(defaults, source: str) -> list[tuple[str, int, object]]:
     return out
 
 
-def apply_folding(model, config: dict, source: str):
+def apply_folding(model, config: dict, source: str, host: dict[str, str] | None = None):
     """Apply a folding file ``{layer: {"PE": p, "SIMD": s}}`` (with FINN's optional
-    ``"Defaults"`` entry), checking what FINN does not: fields, values, divisibility."""
+    ``"Defaults"`` entry), checking what FINN does not: fields, values, divisibility.
+
+    A file with a ``"Defaults"`` entry is FINN's ``folding_config.json``: as FINN does, it
+    may name nodes the model does not have (a one-line warning names them) and set other
+    node attributes (``ram_style``...), which taper's hardware does not take (a one-line
+    note names them); taper's own format refuses both. ``host`` maps FINN op types the host
+    edges took (``LabelSelect``) to why, for entries that name such a node.
+    """
     from finn.transformation.general import ApplyConfig
     from qonnx.custom_op.registry import getCustomOp
 
@@ -580,22 +588,44 @@ def apply_folding(model, config: dict, source: str):
         raise TaperError(
             f'{source}: expected a JSON object mapping layer names to {{"PE", "SIMD"}}'
         )
-    defaults = _folding_defaults(config["Defaults"], source) if "Defaults" in config else []
+    finn_file = "Defaults" in config
+    defaults = _folding_defaults(config["Defaults"], source) if finn_file else []
+    stray: list[str] = []
+    on_host: list[str] = []
+    unapplied: dict[str, list[str]] = {}
     for name, cfg in config.items():
         if name == "Defaults":
             continue
         if name not in nodes:
-            raise TaperError(
-                f"{source}: layer '{name}' not in the model (layers: {', '.join(nodes)})"
-            )
+            if not finn_file:
+                raise TaperError(
+                    f"{source}: layer '{name}' not in the model (layers: {', '.join(nodes)})"
+                )
+            op = name.split("_", 1)[0]
+            (on_host if host and op in host else stray).append(name)
+            continue
         if not isinstance(cfg, dict):
             raise TaperError(f"{source}: layer '{name}': expected a mapping like {{\"PE\": 4}}")
         attrs = getCustomOp(nodes[name]).get_nodeattr_types()
         for key, value in cfg.items():
+            if finn_file and key in attrs and key not in FOLDING_FIELDS:
+                unapplied.setdefault(key, []).append(name)
+                continue
             if key not in FOLDING_FIELDS or key not in attrs:
                 raise TaperError(f"{source}: layer '{name}': unknown folding field '{key}'")
             if not _positive_int(value):
                 raise TaperError(f"{source}: layer '{name}': {key} must be a positive integer")
+    if stray:
+        _say(
+            "warning",
+            f"{source}: entries matching no layer ignored, as FINN ignores them: "
+            f"{', '.join(stray)} (layers: {', '.join(nodes)})",
+        )
+    for name in on_host:
+        _say("note", f"{source}: {name} ignored: {host[name.split('_', 1)[0]]}")
+    if unapplied:
+        fields = "; ".join(f"{k} ({', '.join(v)})" for k, v in unapplied.items())
+        _say("note", f"{source}: {fields} not applied: only PE and SIMD fold taper's hardware")
     resolved: dict[str, dict[str, int]] = {}
     for name, node in nodes.items():
         attrs = getCustomOp(node).get_nodeattr_types()
@@ -606,7 +636,8 @@ def apply_folding(model, config: dict, source: str):
             if key in attrs and (ops == "all" or node.op_type in ops or base in ops):
                 cfg[key], origin_of[key] = value, "'Defaults' "
         for key, value in config.get(name, {}).items():
-            cfg[key], origin_of[key] = value, ""
+            if key in FOLDING_FIELDS:
+                cfg[key], origin_of[key] = value, ""
         sizes = fold_attrs(node)
         for key, size_key in (("PE", "MH" if "MH" in sizes else "NumChannels"), ("SIMD", "MW")):
             if key in cfg and sizes[size_key] % cfg[key]:
@@ -617,6 +648,11 @@ def apply_folding(model, config: dict, source: str):
         if cfg:
             resolved[name] = cfg
     return _transform(model, ApplyConfig({"Defaults": {}, **resolved}))
+
+
+def _say(kind: str, text: str) -> None:
+    """One line on stderr: a warning or note about the user's input that does not stop."""
+    print(f"[taper] {kind}: {text}", file=sys.stderr)
 
 
 def estimates(model, part: str) -> dict[str, dict[str, float]]:
