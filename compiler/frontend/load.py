@@ -12,9 +12,14 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from compiler.errors import TaperError
 
 QUANT_OPS = {"Quant", "BipolarQuant", "MultiThreshold", "Trunc", "IntQuant"}
+FINN_HW = "finn.custom_op.fpgadataflow"
+# FINN HW ops that pass values through unchanged (stream plumbing FINN inserts late)
+FINN_PASS_THROUGH = {"StreamingFIFO", "StreamingDataWidthConverter"}
 ORIGIN = "taper-origin: "
 SOURCE_KEY = "taper_source"
 
@@ -42,12 +47,13 @@ def load_qonnx(path: Path):
     if len(proto.graph.output) != 1:
         raise TaperError(f"{path}: expected exactly one graph output")
     ops = {n.op_type for n in proto.graph.node}
-    if not ops & QUANT_OPS:
+    if not ops & QUANT_OPS and not any(n.domain.startswith(FINN_HW) for n in proto.graph.node):
         raise TaperError(
             f"{path}: a float model (no Quant, BipolarQuant or MultiThreshold node); "
             "integer hardware needs a quantized (QONNX) model, e.g. from Brevitas export_qonnx"
         )
     stamp_origins(proto)
+    finn_hw_to_generic(proto, path)
     if not any(p.key == SOURCE_KEY for p in proto.metadata_props):
         entry = proto.metadata_props.add()
         entry.key, entry.value = SOURCE_KEY, str(path)
@@ -59,6 +65,57 @@ def load_qonnx(path: Path):
         raise TaperError(
             f"{path}: qonnx cannot clean up the graph ({type(e).__name__}: {_one_line(e)})"
         ) from None
+
+
+def finn_hw_to_generic(proto, path: Path) -> None:
+    """A FINN model that already has HW layers, as the front end takes it: specialized
+    nodes (``MVAU_hls``, ``Thresholding_rtl``...) become FINN's generic ones again (taper
+    specializes and folds itself, and only generic nodes execute in Python), stream FIFOs
+    and width converters go (they pass values through), and a ``LabelSelect`` becomes the
+    ONNX TopK it computes, which the host's output edge then takes."""
+    import onnx
+    from onnx import TensorProto, helper
+    from qonnx.custom_op.registry import getCustomOp
+
+    g = proto.graph
+    for n in list(g.node):
+        if not n.domain.startswith(FINN_HW):
+            continue
+        if n.op_type == "StreamingDataflowPartition":
+            raise TaperError(
+                f"{path}: node {describe(n)}: a FINN dataflow partition (after "
+                "step_create_dataflow_partition); give taper the model before partitioning"
+            )
+        if n.op_type.endswith(("_hls", "_rtl")):
+            n.op_type, n.domain = n.op_type.rsplit("_", 1)[0], FINN_HW
+            try:
+                known = getCustomOp(n).get_nodeattr_types()
+            except Exception:  # not one of FINN's generic ops: lowering names it
+                continue
+            for a in [a for a in n.attribute if a.name not in known]:
+                n.attribute.remove(a)
+        if n.op_type in FINN_PASS_THROUGH:
+            for c in g.node:
+                for j, name in enumerate(c.input):
+                    if name == n.output[0]:
+                        c.input[j] = n.input[0]
+            for o in g.output:
+                if o.name == n.output[0]:
+                    o.name = n.input[0]
+            g.node.remove(n)
+        elif n.op_type == "LabelSelect":
+            k = getCustomOp(n).get_nodeattr("K")
+            k_name, values = f"{n.name}_k", f"{n.name}_values"
+            g.initializer.append(onnx.numpy_helper.from_array(np.array([k], np.int64), k_name))
+            topk = helper.make_node(
+                "TopK", [n.input[0], k_name], [values, n.output[0]], name=n.name, axis=-1
+            )
+            topk.doc_string = n.doc_string
+            g.node.insert(list(g.node).index(n), topk)
+            g.node.remove(n)
+            for o in g.output:
+                if o.name == n.output[0]:
+                    o.type.tensor_type.elem_type = TensorProto.INT64
 
 
 def _read(path: Path):
