@@ -770,39 +770,37 @@ def deploy(build_dir, host, remote_dir, images, labels, dry_run) -> None:
     "target",
     default="sim",
     show_default=True,
-    help="sim (the bit-accurate simulator) or serial:PORT (the ULX3S bitstream over its UART).",
+    help="sim (the bit-accurate simulator), rtl (the generated Verilog in Verilator) or "
+    "serial:PORT (the ULX3S bitstream over its UART).",
 )
 @click.option("--baud", type=click.IntRange(300, 12_000_000), default=115_200, show_default=True)
 @click.option("--out", "out_file", type=click.Path(path_type=Path), help="Write outputs (.npy).")
 def run_cmd(build_dir, inputs, target, baud, out_file) -> None:
-    """Run INPUTS (.npy, float frames as the model takes them) through the accelerator and
-    the model's host edges; prints the outputs' argmax per frame (or writes --out)."""
+    """Run INPUTS (.npy: float frames as the model takes them, N first) through the host
+    input edge, the accelerator and the host output edge.
+
+    The outputs are the model's own: floats, or class indices (int64) when the model ends in
+    TopK. --out writes them as .npy; without it, each frame's class (its argmax, or its
+    labels) is printed.
+    """
     import numpy as np
 
+    from compiler import build as B
     from compiler import ir
     from compiler.build import atomic_write
-    from compiler.sim import bitexact
 
+    if not (Path(build_dir) / B.IR_JSON).is_file():
+        raise TaperError(f"{build_dir}: not a compiled build directory (no {B.IR_JSON})")
+    if target not in ("sim", "rtl") and not (
+        target.startswith("serial:") and len(target) > len("serial:")
+    ):
+        raise TaperError(f"--on: expected sim, rtl or serial:PORT, got {target!r}")
     m = ir.load(build_dir)
-    try:
-        x = np.load(inputs, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise TaperError(f"{inputs}: not a readable .npy array ({e})") from None
-    shape = tuple(m.input_edge.in_shape)
-    if x.shape == shape:
-        x = x[None]
-    if x.shape[1:] != shape:
-        raise TaperError(f"{inputs}: frames of shape {x.shape[1:]}, the model takes {shape}")
-    if target == "sim":
-        y = bitexact.run(m, x.astype(np.float32))
-    elif target.startswith("serial:") and len(target) > len("serial:"):
-        from compiler.deploy.serial import run_serial
-
-        q = bitexact.quantize_input(m.input_edge, x.astype(np.float32))
-        ints = run_serial(m, q.reshape(len(q), -1), target[len("serial:") :], baud=baud)
-        y = bitexact.dequantize_output(m.output_edge, ints)
-    else:
-        raise TaperError(f"--on: expected sim or serial:PORT, got {target!r}")
+    x = _run_inputs(m, inputs)
+    y = _run_frames(m, x, target, baud, inputs)
+    shape = tuple(m.output_edge.out_shape)
+    if shape and int(np.prod(shape)) == int(np.prod(y.shape[1:])):
+        y = y.reshape(len(y), *shape)
     if out_file is not None:
 
         def write(p: Path) -> None:
@@ -810,9 +808,61 @@ def run_cmd(build_dir, inputs, target, baud, out_file) -> None:
                 np.save(f, y)
 
         atomic_write(out_file, write)
-    else:
-        for i, row in enumerate(np.asarray(y).reshape(len(y), -1)):
+        return
+    for i, row in enumerate(np.asarray(y).reshape(len(y), -1)):
+        if m.output_edge.labels:
+            click.echo(f"{i}: {' '.join(str(int(v)) for v in row)}")
+        else:
             click.echo(f"{i}: {int(np.argmax(row))}")
+
+
+def _run_inputs(m, inputs: Path):
+    """The frames of ``inputs`` as float32 (N, *in_shape); one line naming what the model
+    takes when the file does not hold that."""
+    import numpy as np
+
+    shape = tuple(m.input_edge.in_shape)
+    n = int(np.prod(shape))
+    want = f"N frames of shape {shape}, i.e. an array ({', '.join(['N', *map(str, shape)])})"
+    try:
+        x = np.load(inputs, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        why = " ".join(str(e).split()) or type(e).__name__
+        raise TaperError(f"{inputs}: not a readable .npy array ({why}); expected {want}") from None
+    if not isinstance(x, np.ndarray):
+        raise TaperError(f"{inputs}: an .npz archive, expected one .npy array of {want}")
+    if x.dtype == np.bool_ or x.dtype.kind not in "fiu":
+        raise TaperError(f"{inputs}: values of type {x.dtype}, expected floats (or integers)")
+    if x.shape == shape:
+        x = x[None]
+    if x.ndim < 2 or len(x) == 0 or int(np.prod(x.shape[1:])) != n:
+        raise TaperError(f"{inputs}: an array of shape {x.shape}, expected {want}")
+    x = x.astype(np.float32).reshape(len(x), *shape)
+    if not np.isfinite(x).all():
+        raise TaperError(f"{inputs}: values that are not finite (nan or inf), expected numbers")
+    return x
+
+
+def _run_frames(m, x, target: str, baud: int, inputs: Path):
+    """Float frames -> the model's outputs on ``target`` (sim, rtl or serial:PORT)."""
+    from compiler.sim import bitexact
+
+    try:
+        q = bitexact.quantize_input(m.input_edge, x)
+    except ValueError as e:  # an identity edge takes only its type's integers
+        raise TaperError(f"{inputs}: {e}") from None
+    q = q.reshape(len(q), -1)
+    if target == "sim":
+        ints = bitexact.run_hardware(m, q)[m.output_tensor]
+    elif target == "rtl":
+        from compiler.backends.rtl import simulate
+
+        ints = simulate.run(m, q).outputs
+    else:
+        from compiler.deploy.serial import run_serial
+
+        ints = run_serial(m, q, target[len("serial:") :], baud=baud)
+    return bitexact.dequantize_output(m.output_edge, ints)
 
 
 @cli.command()
