@@ -78,7 +78,8 @@ _compile_opts = [
     click.option(
         "--folding",
         type=click.Path(path_type=Path),
-        help='Folding JSON: {"LAYER": {"PE": p, "SIMD": s}, ...}.',
+        help='Folding JSON: {"LAYER": {"PE": p, "SIMD": s}, ...}, or FINN\'s '
+        "folding_config.json (entries matching no layer are ignored with a warning).",
     ),
     click.option(
         "--fifo-depths",
