@@ -241,3 +241,43 @@ def test_a_finn_model_with_specialized_hw_layers_compiles(example, tmp_path):
     np.testing.assert_array_equal(bitexact.run(m, x).reshape(-1), expected)
     v = verify(tmp_path / "hw", samples=16, against=["qonnx", "finn"], quiet=True)
     assert v.ok, v.to_json()
+
+
+@GROUP
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda m, n: n.attribute.extend([_attr("largest", 0)]), "only TopK of the largest"),
+        (lambda m, n: n.attribute.extend([_attr("axis", 0)]), "TopK over axis 0"),
+        (lambda m, n: m.set_initializer(n.input[1], np.array([11])), "k=11 for 10 values"),
+        (lambda m, n: m.graph.output[0].CopyFrom(_values_output(n)), "not its values"),
+    ],
+)
+def test_a_topk_the_host_cannot_take_is_one_line(example, change, message):
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from compiler.errors import TaperError
+    from compiler.frontend.edges import split_edges
+
+    d, _ = example
+    m = ModelWrapper(str(d / "finn_hw.onnx"))
+    topk = m.graph.node[-1]
+    assert topk.op_type == "TopK"
+    for a in [a for a in topk.attribute if a.name in ("largest", "axis")]:
+        topk.attribute.remove(a)
+    change(m, topk)
+    with pytest.raises(TaperError) as e:
+        split_edges(m, None, "m.onnx")
+    assert str(e.value).startswith("m.onnx: node ") and message in str(e.value)
+
+
+def _attr(name: str, value: int):
+    from onnx import helper
+
+    return helper.make_attribute(name, value)
+
+
+def _values_output(node):
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, [1, 1])

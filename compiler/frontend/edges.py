@@ -254,8 +254,12 @@ def _topk_step(model, node, source: str) -> FloatStep:
 
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     where = f"{source}: node {describe(node)}"
-    rank = len(model.get_tensor_shape(node.input[0]))
-    if attrs.get("axis", -1) not in (-1, rank - 1):
+    shape = model.get_tensor_shape(node.input[0]) or []
+    if not shape:
+        raise TaperError(f"{where}: TopK's input shape is unknown")
+    if int(np.prod(shape[1:])) != shape[-1]:
+        raise TaperError(f"{where}: TopK of input shape {list(shape)}; one vector per sample")
+    if attrs.get("axis", -1) not in (-1, len(shape) - 1):
         raise TaperError(f"{where}: TopK over axis {attrs['axis']}; only the last axis is taken")
     if not attrs.get("largest", 1) or not attrs.get("sorted", 1):
         raise TaperError(f"{where}: only TopK of the largest values, sorted, is taken")
@@ -267,7 +271,7 @@ def _topk_step(model, node, source: str) -> FloatStep:
         raise TaperError(
             f"{where}: the model's output must be TopK's indices (class labels), not its values"
         )
-    n = model.get_tensor_shape(node.input[0])[-1]
+    n = shape[-1]
     if not 1 <= int(k.item()) <= n:
         raise TaperError(f"{where}: k={int(k.item())} for {n} values")
     return FloatStep("topk", k=int(k.item()))
