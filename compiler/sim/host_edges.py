@@ -1,7 +1,8 @@
 """Host edges: the float work on either side of the integer accelerator, in numpy alone.
 
 The input edge turns float samples into the first layer's integers, the output edge turns
-the last layer's integers into floats. This module is THE implementation: the bit-accurate
+the last layer's integers into floats (or class indices, when the model ends in TopK). This
+module is THE implementation: the bit-accurate
 simulator (`compiler.sim.bitexact`) calls it, and the deployment package ships this very file
 next to the board driver, which calls it too, so a board computes its edges with the code the
 simulator was checked with. It therefore imports nothing but numpy (and the standard library).
