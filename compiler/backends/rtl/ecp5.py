@@ -385,7 +385,7 @@ def _synth(work: Path, src: dict, dsp: bool, timeout: int) -> tuple[dict[str, in
 
 def synth_resources(
     m: Model, rtl_dir: Path, board: str = "ulx3s", clock_mhz: float = 25.0,
-    baud: int = DEFAULT_BAUD, dsp: bool = True, timeout: int = 3600,
+    baud: int = DEFAULT_BAUD, dsp: bool = False, timeout: int = 3600,
 ) -> dict:  # fmt: skip
     """ECP5 synthesis alone (no place and route, ~15 s for TFC) of the board top built from
     the RTL in ``rtl_dir``: the board's resources (LUT4 as nextpnr counts them before
@@ -406,14 +406,16 @@ def _mk(p: Path) -> Path:
 
 def bitstream(
     m: Model, rtl_dir: Path, out: Path, board: str = "ulx3s", clock_mhz: float = 25.0,
-    baud: int = DEFAULT_BAUD, *, dsp: bool = True, allow_timing_fail: bool = False,
+    baud: int = DEFAULT_BAUD, *, dsp: bool = False, allow_timing_fail: bool = False,
     seed: int = 1, timeout: int = 3600,
 ) -> dict:  # fmt: skip
     """``out/<name>.bit`` for ``board`` from the accelerator RTL in ``rtl_dir`` (the ``rtl``
     step's directory) behind the UART frame wrapper, the accelerator clocked at
     ``clock_mhz``; writes and returns ``out/bitstream.json`` (Fmax, utilisation, timing met,
     seconds per tool). A design that does not fit, or (unless ``allow_timing_fail``) misses
-    the clock, is refused with the report written."""
+    the clock, is refused with the report written. Products go to LUTs unless ``dsp``: the
+    low-bit products of a folded network are many and narrow (a MULT18 each would run out
+    before the LUTs do), as in FINN's LUT-based MVAUs."""
     b = ecp5_board(board)
     out = _mk(Path(out))
     name = ident(m.name)

