@@ -582,3 +582,11 @@ def test_board_side_code_gives_the_same_numbers_under_pynqs_numpy(tfc, tmp_path)
     assert got["y"].dtype == np.float32
     assert np.array_equal(got["y"], bitexact.dequantize_output(m.output_edge, y))
     assert np.array_equal(got["yw"], y)
+
+
+def test_validate_takes_the_first_label_of_a_topk_output():
+    from compiler.deploy.driver import predictions
+
+    labels = np.array([[3, 1, 2], [0, 2, 1]])  # TopK k=3: class indices, best first
+    np.testing.assert_array_equal(predictions(labels, labels=True), [3, 0])
+    np.testing.assert_array_equal(predictions(labels), [0, 1])  # scores: the argmax

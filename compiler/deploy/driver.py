@@ -257,9 +257,11 @@ def cmd_run(board, edges: Edges, args) -> dict:
     }
 
 
-def predictions(y: np.ndarray) -> np.ndarray:
+def predictions(y: np.ndarray, labels: bool = False) -> np.ndarray:
+    """The predicted class per sample: the first label when the output edge ends in ``topk``
+    (its outputs are class indices, best first), else the single output or the argmax."""
     y = np.asarray(y).reshape(len(y), -1)
-    if y.shape[1] == 1:
+    if labels or y.shape[1] == 1:
         return np.rint(y[:, 0]).astype(np.int64)
     return np.argmax(y, axis=1)
 
@@ -274,7 +276,8 @@ def cmd_validate(board, edges: Edges, args) -> dict:
     t0 = time.perf_counter()
     y = edges.dequantize(acc.execute(edges.quantize(x, args.images), args.batch))
     seconds = time.perf_counter() - t0
-    correct = int((predictions(y) == labels).sum())
+    topk = any(st.op == "topk" for st in edges.output.steps)
+    correct = int((predictions(y, topk) == labels).sum())
     return {
         "samples": len(x),
         "correct": correct,
