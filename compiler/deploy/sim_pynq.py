@@ -24,7 +24,6 @@ them; tests/test_deploy.py checks it against the real package).
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 import shutil
 import subprocess
@@ -39,14 +38,14 @@ from compiler.backends.rtl.generate import generate
 from compiler.backends.rtl.shell import FILELIST, shell_ports, write_shell
 from compiler.backends.rtl.simulate import (
     DEFAULT_CACHE,
+    MAKE_ARGS,
     VERILATOR_FLAGS,
     cache_entry,
     content_key,
-    run_tool,
+    verilate,
 )
 from compiler.build import write_text
 from compiler.ir.model import Model
-from compiler.tools import tool
 
 HARNESS = Path(str(files("compiler.hw"))) / "tb" / "taper_shell_tb.cpp"
 ENV = "TAPER_SIM_PYNQ"
@@ -102,37 +101,6 @@ PYNQ_API: dict[str, str] = {
 # ---------------------------------------------------------------------------- the simulator
 
 
-def _split_flags(flags: list[str]) -> tuple[list[str], list[str]]:
-    """simulate.py's one-step ``verilator --build`` flags as (verilator flags, make
-    arguments): the build here runs make itself, to put the cached runtime in first."""
-    vflags, make = [], []
-    it = iter(flags)
-    for f in it:
-        if f == "--build":
-            continue
-        if f == "-j":
-            make += ["-j", next(it)]
-        elif f == "-MAKEFLAGS":
-            make.append(next(it))
-        else:
-            vflags.append(f)
-    return vflags, make
-
-
-VFLAGS, MAKE_ARGS = _split_flags(VERILATOR_FLAGS)
-# The model's C++ is a few files: precompiling the header costs more than it saves
-# (VK_PCH_I_* empty: every file includes the header itself; the .gch rules only preprocess).
-MAKE_ARGS += ["VK_PCH_I_FAST=", "VK_PCH_I_SLOW=", "CFG_CXXFLAGS_PCH=-E"]
-RUNTIME = ("verilated.o", "verilated_threads.o")  # Verilator's own library: model-independent
-
-
-def _runtime_dir(cache: Path) -> Path:
-    """Where Verilator's compiled runtime is kept for reuse (by version and flags)."""
-    r = subprocess.run([tool("verilator"), "--version"], capture_output=True, text=True)
-    key = hashlib.sha256("\0".join([r.stdout, *VFLAGS, *MAKE_ARGS]).encode()).hexdigest()[:16]
-    return Path(cache) / f"runtime-{key}"
-
-
 def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
     """Generate the accelerator and its shell and build the harness (cached by content);
     returns (binary, its directory)."""
@@ -140,36 +108,14 @@ def build(m: Model, cache: Path = DEFAULT_CACHE) -> tuple[Path, Path]:
         rtl = Path(tmp)
         generate(m, rtl)
         shell = write_shell(m, rtl)
-        salt = "\0".join([*VFLAGS, *MAKE_ARGS]).encode()
+        salt = "\0".join([*VERILATOR_FLAGS, *MAKE_ARGS]).encode()
         d = Path(cache) / ("shell-" + content_key(rtl, HARNESS, salt))
         binary = d / "obj" / "Vshell"
         if binary.is_file():
             return binary, d
-        runtime = _runtime_dir(cache)
         with cache_entry(cache, d.name, rtl, shell, HARNESS) as stage:
-            sources = (rtl / FILELIST).read_text().split()
-            run_tool(
-                [tool("verilator"), *VFLAGS, "--top-module", shell, "--Mdir", "obj",
-                 *sources, HARNESS.name, "-o", "Vshell"],
-                stage,
-                "verilator (the shell)",
-            )  # fmt: skip
-            if all((runtime / f).is_file() for f in RUNTIME):
-                for f in RUNTIME:  # copied after the makefiles: newer, so make keeps them
-                    shutil.copyfile(runtime / f, stage / "obj" / f)
-            run_tool(
-                [tool("make"), "-C", "obj", "-f", f"V{shell}.mk", *MAKE_ARGS],
-                stage,
-                "make (the shell)",
-            )
-            if not all((runtime / f).is_file() for f in RUNTIME):
-                keep = Path(tempfile.mkdtemp(prefix=f".{runtime.name}.", dir=cache))
-                for f in RUNTIME:
-                    shutil.copyfile(stage / "obj" / f, keep / f)
-                try:
-                    keep.rename(runtime)
-                except OSError:  # another process kept it first
-                    shutil.rmtree(keep, ignore_errors=True)
+            sources = [*(rtl / FILELIST).read_text().split(), HARNESS.name]
+            verilate(stage, shell, sources, "Vshell", "verilator (the shell)", cache)
     return binary, d
 
 

@@ -25,13 +25,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from compiler.backends.rtl.generate import generate, ident
-from compiler.backends.rtl.simulate import (
-    DEFAULT_CACHE,
-    VERILATOR_FLAGS,
-    cache_entry,
-    content_key,
-    run_tool,
-)
+from compiler.backends.rtl.simulate import DEFAULT_CACHE, cache_entry, content_key, verilate
 from compiler.boards import BOARDS, Board
 from compiler.boards import board as get_board
 from compiler.build import atomic_write, write_json, write_text
@@ -526,12 +520,8 @@ def uart_build(
         if binary.is_file():
             return binary, d
         with cache_entry(cache, d.name, src, uart, UART_TB) as stage:
-            run_tool(
-                [tool("verilator"), *VERILATOR_FLAGS, "--top-module", uart, "--Mdir", "obj",
-                 *design["files"], *UART_FILES, f"{uart}.sv", UART_TB.name, "-o", "Vtb"],
-                stage,
-                "verilator build",
-            )  # fmt: skip
+            files = [*design["files"], *UART_FILES, f"{uart}.sv", UART_TB.name]
+            verilate(stage, uart, files, "Vtb", "verilator build", cache)
     return binary, d
 
 
