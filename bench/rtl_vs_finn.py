@@ -1,6 +1,6 @@
 """taper's RTL against FINN's estimates and BNN-PYNQ's published LFC-W1A1, at FINN's folding.
 
-    .venv/bin/python bench/rtl_vs_finn.py [--skip-synth]
+    .venv/bin/python bench/rtl_vs_finn.py [--skip-synth] [--models tfc,lfc] [--skip-path]
 
 For TFC_1W1A (../shared/zoo) at 1,000,000 img/s and the lfc_w1a1 recipe at 356,633 img/s
 (BNN-PYNQ's measured LFC-W1A1 rate), both folded by FINN's SetFolding for that target at
@@ -13,6 +13,7 @@ for TFC_1W1A, cold (empty Verilator cache) and warm. Yosys and Vivado count diff
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -73,6 +74,15 @@ def row(name: str, fps: float, synth: bool) -> dict:
         out.update(
             yosys_lut=s["lut"], yosys_bram36=s["bram36"], yosys_ff=s["ff"], yosys_dsp=s["dsp"]
         )
+        # the generator's memory style per layer (weights W, thresholds T) and its estimate
+        design = json.loads((d / "rtl" / "design.json").read_text())
+        out["memories"] = {
+            layer["name"]: {
+                k[0]: f"{v['depth']}x{v['width']} {v['style']}"
+                for k, v in layer["memories"].items()
+            }
+            for layer in design["layers"]
+        }
     return out
 
 
@@ -96,28 +106,35 @@ def path_time(cache: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--skip-synth", action="store_true", help="no Yosys runs (minutes for LFC)")
+    ap.add_argument(
+        "--models", default="tfc,lfc", help="comma-separated subset of tfc, lfc (default both)"
+    )
+    ap.add_argument("--skip-path", action="store_true", help="no QONNX -> Verilator timing")
     args = ap.parse_args()
-    rows = [
-        row("TFC_1W1A.onnx", 1e6, not args.skip_synth),
-        row("lfc_w1a1", BNN_PYNQ_LFC["fps"], not args.skip_synth),
-    ]
+    cases = {"tfc": ("TFC_1W1A.onnx", 1e6), "lfc": ("lfc_w1a1", BNN_PYNQ_LFC["fps"])}
+    rows = [row(*cases[k], not args.skip_synth) for k in args.models.split(",")]
     print(
         "| model | target img/s | PE,SIMD per layer | FINN est. cycles | IR II | measured II "
-        "| latency | img/s @100 MHz | Yosys LUT | FINN LUT est. | Yosys BRAM36 | FINN BRAM36 est. |"
+        "| latency | img/s @100 MHz | Yosys LUT | FINN LUT est. | Yosys FF | Yosys BRAM36 "
+        "| FINN BRAM36 est. |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['model']} | {r['target_fps']:,.0f} | {r['folding']} | {r['finn_cycles']} | {r['ir_ii']} "
             f"| {r['rtl_ii']:g} | {r['rtl_latency']} | {100e6 / r['rtl_ii']:,.0f} "
-            f"| {r.get('yosys_lut', '-'):,} | {r['finn_lut']:,.0f} | {r.get('yosys_bram36', '-')} "
-            f"| {r['finn_bram36']:g} |"
+            f"| {r.get('yosys_lut', '-'):,} | {r['finn_lut']:,.0f} | {r.get('yosys_ff', '-'):,} "
+            f"| {r.get('yosys_bram36', '-')} | {r['finn_bram36']:g} |"
         )
+        for name, mems in r.get("memories", {}).items():
+            print(f"    {name}: " + ", ".join(f"{k} {v}" for k, v in mems.items()))
     print(
         f"\nBNN-PYNQ LFC-W1A1 on xc7z020 (Vivado): {BNN_PYNQ_LFC['lut']:,} LUT, "
         f"{BNN_PYNQ_LFC['bram36']} BRAM36, {BNN_PYNQ_LFC['fps']:,} img/s. "
         "Yosys counts differ from Vivado's (no cross-boundary optimisation, own packing)."
     )
+    if args.skip_path:
+        return
     with tempfile.TemporaryDirectory() as cache:
         cold = path_time(Path(cache))
         warm = path_time(Path(cache))

@@ -343,10 +343,11 @@ class _Mvu(_Stalling):
     switch happens in the cycle of the later of the two). Compute: one (nf, sf) step per not-stalled cycle once its input
     word is in the buffer (the cycle after it was written), NF x SF steps per frame, the
     last step of a frame releasing its buffer. The last sf step of each nf gives an output
-    word valid after PIPE more not-stalled cycles (+1): the pipeline is issue -> R1 (read)
-    -> R2 (read register) -> R3 (adder tree) -> R4 (accumulator) -> output register."""
+    word valid after PIPE more not-stalled cycles (+1): the pipeline is issue -> R1 (weight
+    address) -> R2 (weight read) -> R3 (first compressor level) -> R4 (dot product) -> R5
+    (accumulator) -> output register."""
 
-    PIPE = 4  # registers between the issue stage and the output register
+    PIPE = 5  # registers between the issue stage and the output register
 
     def __init__(self, sim: _Sim, layer: MatVec):
         super().__init__(sim, layer.name)

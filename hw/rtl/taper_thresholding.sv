@@ -12,7 +12,8 @@ module taper_thresholding #(
     parameter OUT_BITS = 2,
     parameter OUT_BIAS = 0,
     parameter OUT_BIPOLAR = 0,
-    parameter THRESH_FILE = "thresholds.mem"
+    parameter THRESH_FILE = "thresholds.mem",
+    parameter T_STYLE = "auto"  // threshold ROM: "block" (block RAM), "logic" (LUTs) or "auto"
 ) (
     input  logic                    clk,
     input  logic                    rst_n,
@@ -28,7 +29,7 @@ module taper_thresholding #(
     localparam TW = PE * N_THRESH * T_BITS;
     localparam KB = $clog2(N_THRESH + 1) + 1;
 
-    logic [TW-1:0] tmem [0:CF-1];
+    (* rom_style = T_STYLE, ram_style = T_STYLE *) logic [TW-1:0] tmem [0:CF-1];
     initial $readmemh(THRESH_FILE, tmem);
 
     logic stall;

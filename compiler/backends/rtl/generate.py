@@ -78,6 +78,66 @@ def pack_words(lanes: np.ndarray, bits: int) -> list[str]:
     return ["".join(row) for row in digits]
 
 
+# Memory styles. A ROM in LUTs costs one LUT6 per bit and 64 words (Yosys maps a logic ROM so;
+# deeper ones add MUXF7/F8, which are not LUTs); in block RAM, 18 Kb blocks of 512 x 36 ...
+# 16K x 1 bits, as Yosys packs them. A block RAM is worth LUT_PER_BRAM36 LUTs: a little under
+# the xc7z020's own ratio (53,200 / 140 = 380), as the LUTs also carry the compute.
+LUT_PER_BRAM36 = 256
+BRAM18_SHAPES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+
+
+def rom_luts(depth: int, width: int) -> int:
+    return width * -(-depth // 64)
+
+
+def rom_bram36(depth: int, width: int) -> float:
+    return min(-(-depth // d) * -(-width // w) for d, w in BRAM18_SHAPES) / 2
+
+
+def ram_style(depth: int, width: int) -> str:
+    """ "logic" (LUTs) or "block" (block RAM) for a ROM of ``depth`` words of ``width`` bits:
+    whichever costs less at LUT_PER_BRAM36 LUTs per block RAM. Small or wide-and-shallow
+    memories go to LUTs, deep ones to block RAM."""
+    return (
+        "logic" if rom_luts(depth, width) <= LUT_PER_BRAM36 * rom_bram36(depth, width) else "block"
+    )
+
+
+def memory_shapes(layer: Layer, p: dict) -> dict[str, tuple[int, int]]:
+    """(depth, width) of each parameter memory of a layer, keyed by its style parameter."""
+    nf = layer.out_features // layer.pe
+    shapes = {}
+    if layer.kind == "matvec":
+        shapes["W_STYLE"] = (
+            nf * (layer.in_features // layer.simd),
+            layer.pe * layer.simd * int(p["W_BITS"]),
+        )
+    if int(p.get("N_THRESH", 0)):
+        shapes["T_STYLE"] = (nf, layer.pe * int(p["N_THRESH"]) * int(p["T_BITS"]))
+    return shapes
+
+
+def assign_styles(m: Model, params: list[dict], bram36: float | None) -> None:
+    """Set every memory's style parameter by ``ram_style``; then, while the block RAMs exceed
+    ``bram36`` (the board's), move the memories that save the fewest LUTs per block RAM to
+    LUTs."""
+    mems = []
+    for layer, p in zip(m.layers, params, strict=True):
+        for key, (depth, width) in memory_shapes(layer, p).items():
+            p[key] = f'"{ram_style(depth, width)}"'
+            if p[key] == '"block"':
+                b = rom_bram36(depth, width)
+                mems.append((rom_luts(depth, width) / b, b, p, key))
+    if bram36 is None:
+        return
+    used = sum(b for _, b, _, _ in mems)
+    for _, b, p, key in sorted(mems, key=lambda e: e[0]):
+        if used <= bram36:
+            break
+        p[key] = '"logic"'
+        used -= b
+
+
 def _signed_bits(lo: int, hi: int) -> int:
     return IntType.for_range(min(lo, -1), max(hi, 0)).bits
 
@@ -294,6 +354,15 @@ def top_verilog(m: Model, params: list[dict]) -> tuple[str, str]:
     return top, "\n".join(lines)
 
 
+def _board_bram36(m: Model) -> float | None:
+    from compiler.boards import board
+
+    try:
+        return board(m.board).bram36
+    except (TaperError, KeyError, ValueError):
+        return None
+
+
 def generate(m: Model, out: Path, mem_prefix: str = "") -> dict:
     """Write ``out``: library sources, ``<top>.sv``, memory files, ``filelist.f``,
     ``design.json``. ``mem_prefix`` is prepended to memory file names in the Verilog."""
@@ -307,6 +376,7 @@ def generate(m: Model, out: Path, mem_prefix: str = "") -> dict:
         params.append(p)
         for mem, words in kind.memories(layer, p).items():
             write_text(out / f"{layer.name}_{mem}.mem", "\n".join(words) + "\n")
+    assign_styles(m, params, _board_bram36(m))
     top, text = top_verilog(m, params)
     for f in LIBRARY_FILES:
         shutil.copyfile(LIBRARY / f, out / f)
@@ -337,6 +407,16 @@ def generate(m: Model, out: Path, mem_prefix: str = "") -> dict:
                 "name": layer.name,
                 "cycles": layer.cycles,
                 **{k: v for k, v in p.items() if not str(v).startswith('"')},
+                "memories": {
+                    key: {
+                        "depth": d,
+                        "width": w,
+                        "style": str(p[key]).strip('"'),
+                        "lut": rom_luts(d, w) if p[key] == '"logic"' else 0,
+                        "bram36": rom_bram36(d, w) if p[key] == '"block"' else 0,
+                    }
+                    for key, (d, w) in memory_shapes(layer, p).items()
+                },
             }
             for layer, p in zip(m.layers, params, strict=True)
         ],
