@@ -4,6 +4,7 @@
 // elements), MH outputs (streamed as MH/PE words of PE elements):
 //   acc[o] = sum_i W[o][i] * x[i]        (XNOR: popcount of x[i] == W[o][i])
 //   y[o]   = count_k(acc[o] >= T[o][k]) + OUT_BIAS   (OUT_BIPOLAR: 1 bit, 1 = +1)
+// where the threshold memory holds T[o][0] and the steps T[o][k] - T[o][0] (k > 0).
 // or y[o] = acc[o] without thresholds (N_THRESH = 0).
 // Neuron o = nf*PE + pe, input i = sf*SIMD + simd; lane 0 is in the low bits of a word.
 //
@@ -28,7 +29,7 @@ module taper_mvu #(
     parameter XNOR = 0,         // 1-bit inputs and weights: acc = popcount(xnor)
     parameter ACC_BITS = 16,    // signed accumulator width
     parameter N_THRESH = 0,     // thresholds per neuron; 0 = output the accumulator
-    parameter T_BITS = 16,      // signed threshold width (>= ACC_BITS)
+    parameter T_BITS = 16,      // signed width of T[o][0] and of the steps T[o][k] - T[o][0]
     parameter OUT_BITS = 16,
     parameter OUT_BIAS = 0,
     parameter OUT_BIPOLAR = 0,
@@ -55,6 +56,9 @@ module taper_mvu #(
     localparam NB = (NF > 1) ? $clog2(NF) : 1;
     localparam AB = $clog2(NF * SF) + 1;
     localparam KB = $clog2(N_THRESH + 1) + 1;
+    // accumulator: with thresholds it starts at -T[o][0], so the first comparison is its sign
+    // (no comparator) and the others compare with the steps; one bit more holds sum - T[o][0]
+    localparam AW = (N_THRESH > 0) ? ((T_BITS > ACC_BITS) ? T_BITS : ACC_BITS) + 1 : ACC_BITS;
 
     // ---- parameter memories
     (* rom_style = W_STYLE, ram_style = W_STYLE *) logic [WW-1:0] wmem [0:NF*SF-1];
@@ -171,7 +175,7 @@ module taper_mvu #(
     // a function of at most one input bit and one weight bit, at a column (weight 2^col), plus
     // a constant; the constants of all MW products are folded into the accumulator's start
     // value KC. Columns at and above OW are dropped: the sums are taken modulo 2^OW (= the
-    // accumulator width; the popcount width for XNOR, which cannot overflow it).
+    // accumulator width AW; the popcount width for XNOR, which cannot overflow it).
     //   XNOR:        x == w at column 0
     //   IN_BIPOLAR:  (x ? v : -v) = sum_j (x ~^ v_j) 2^j (j < W), (x ^ v_W) 2^W, ~x, - 2^W
     //   W_BIPOLAR:   the same with input and weight swapped
@@ -182,7 +186,7 @@ module taper_mvu #(
     // rows are left, which one adder sums. Yosys maps a registered 28-lane XNOR popcount so to
     // 49 LUTs (an adder tree of 1-bit values: 59; 64 lanes 111 against 138). (Yosys trims an
     // adder tree of integer products to the widths its sums reach by itself.)
-    localparam OW = XNOR ? $clog2(SIMD + 1) : ACC_BITS;
+    localparam OW = XNOR ? $clog2(SIMD + 1) : AW;
     localparam MODE = XNOR ? 0 : IN_BIPOLAR ? 1 : W_BIPOLAR ? 2 : 3;
     localparam T = (MODE == 0) ? 1 : (MODE == 1) ? W_BITS + 2 : (MODE == 2) ? IN_BITS + 2
         : IN_BITS * W_BITS;  // bits per product
@@ -231,7 +235,7 @@ module taper_mvu #(
             for (int t = 0; t < T; t++) if (bit_op(t) == OP_NAND) k -= longint'(1) << bit_col(t);
         return k;
     endfunction
-    localparam logic [ACC_BITS-1:0] KC = ACC_BITS'(longint'(MW) * lane_const());
+    localparam logic [AW-1:0] KC = AW'(longint'(MW) * lane_const());
 
     // level 0: column c holds, lane by lane, the product bits of that column
     function automatic int per_lane(int c);
@@ -425,22 +429,26 @@ module taper_mvu #(
                 row1[p][c] = col[S][c][1][p];
             end
     end
-    logic signed [ACC_BITS-1:0] dot [0:PE-1];
+    logic signed [AW-1:0] dot [0:PE-1];
     always_ff @(posedge clk) begin
-        if (!stall) for (int p = 0; p < PE; p++) dot[p] <= ACC_BITS'(row0[p] + row1[p]);
+        if (!stall) for (int p = 0; p < PE; p++) dot[p] <= AW'(row0[p] + row1[p]);
     end
 
     // ---- R5: accumulate; acc2 holds the completed sum for the threshold stage
-    logic signed [ACC_BITS-1:0] acc [0:PE-1];
-    logic signed [ACC_BITS-1:0] acc2 [0:PE-1];
+    logic signed [AW-1:0] acc [0:PE-1];
+    logic signed [AW-1:0] acc2 [0:PE-1];
     logic v5;
-    logic [TW-1:0] t_q;
+    logic [TW-1:0] t_q, t_q2;  // the thresholds of the step in R5, and in R6
     always_ff @(posedge clk) begin
         if (!stall) begin
-            t_q <= tmem[nf4];
+            t_q <= tmem[nf3];
+            t_q2 <= t_q;
             for (int p = 0; p < PE; p++) begin
-                if (v4) acc[p] <= (first4 ? KC : acc[p]) + dot[p];
-                acc2[p] <= (first4 ? KC : acc[p]) + dot[p];
+                logic signed [AW-1:0] start;
+                start = KC;
+                if (N_THRESH > 0) start = KC - AW'($signed(t_q[p*N_THRESH*T_BITS +: T_BITS]));
+                if (v4) acc[p] <= (first4 ? start : acc[p]) + dot[p];
+                acc2[p] <= (first4 ? start : acc[p]) + dot[p];
             end
         end
     end
@@ -457,13 +465,11 @@ module taper_mvu #(
                 y[p*OUT_BITS +: OUT_BITS] = acc2[p][OUT_BITS-1:0];
             end else begin
                 logic [KB-1:0] c;
-                logic signed [T_BITS-1:0] a;
-                logic signed [T_BITS-1:0] th;
-                a = acc2[p];
-                c = '0;
-                for (int k = 0; k < N_THRESH; k++) begin
-                    th = t_q[(p*N_THRESH + k)*T_BITS +: T_BITS];
-                    c = c + ((a >= th) ? 1 : 0);
+                logic signed [AW-1:0] th;
+                c = KB'(!acc2[p][AW-1]);  // sum - T[0] >= 0
+                for (int k = 1; k < N_THRESH; k++) begin
+                    th = AW'($signed(t_q2[(p*N_THRESH + k)*T_BITS +: T_BITS]));
+                    c = c + ((acc2[p] >= th) ? 1 : 0);
                 end
                 if (OUT_BIPOLAR) y[p*OUT_BITS +: OUT_BITS] = OUT_BITS'(c);
                 else y[p*OUT_BITS +: OUT_BITS] = OUT_BITS'($signed({1'b0, c}) + OUT_BIAS);

@@ -176,8 +176,9 @@ def mvu_params(layer: MatVec, prefix: str) -> dict[str, object]:
     if layer.thresholds is None:
         p.update(N_THRESH=0, T_BITS=acc_bits, OUT_BITS=at.bits, OUT_BIAS=0, OUT_BIPOLAR=0)
     else:
-        t = layer.thresholds
-        tb = max(acc_bits, _signed_bits(int(t.min()), int(t.max())))
+        # the memory holds T[0] and the steps T[k] - T[0] (see taper_mvu.sv)
+        t = _offset_thresholds(layer.thresholds)
+        tb = _signed_bits(int(t.min()), int(t.max()))
         p.update(
             N_THRESH=t.shape[1],
             T_BITS=tb,
@@ -187,6 +188,12 @@ def mvu_params(layer: MatVec, prefix: str) -> dict[str, object]:
             THRESH_FILE=f'"{prefix}{name}_thresholds.mem"',
         )
     return p
+
+
+def _offset_thresholds(t: np.ndarray) -> np.ndarray:
+    """T[:, 0] and the steps T[:, k] - T[:, 0]: the MVU's accumulator starts at -T[:, 0]."""
+    t = t.astype(np.int64)
+    return np.concatenate([t[:, :1], t[:, 1:] - t[:, :1]], axis=1)
 
 
 def thresholding_params(layer: Thresholding, prefix: str) -> dict[str, object]:
@@ -222,10 +229,12 @@ def weight_words(layer: MatVec) -> list[str]:
     return pack_words(w, layer.weight_type.bits)
 
 
-def threshold_words(layer: Layer, t_bits: int) -> list[str]:
-    """One word per fold: PE lanes of N thresholds each (channel = fold*PE + pe)."""
+def threshold_words(layer: Layer, t_bits: int, offset: bool = False) -> list[str]:
+    """One word per fold: PE lanes of N thresholds each (channel = fold*PE + pe); ``offset``:
+    T[0] and the steps T[k] - T[0], as the MVU takes them."""
     channels = layer.out_features
-    t = np.broadcast_to(layer.thresholds, (channels, layer.thresholds.shape[1]))
+    t = _offset_thresholds(layer.thresholds) if offset else layer.thresholds
+    t = np.broadcast_to(t, (channels, t.shape[1]))
     codes = (t.astype(np.int64) & ((1 << t_bits) - 1)).astype(np.uint64)
     return pack_words(codes.reshape(channels // layer.pe, layer.pe * t.shape[1]), t_bits)
 
@@ -237,7 +246,7 @@ def in_elems(layer: Layer) -> int:
 def _mvu_memories(layer: MatVec, p: dict) -> dict[str, list[str]]:
     mems = {"weights": weight_words(layer)}
     if layer.thresholds is not None:
-        mems["thresholds"] = threshold_words(layer, int(p["T_BITS"]))
+        mems["thresholds"] = threshold_words(layer, int(p["T_BITS"]), offset=True)
     return mems
 
 
