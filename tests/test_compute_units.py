@@ -100,20 +100,20 @@ def test_every_operand_mode_is_bit_and_cycle_exact():
 @pytest.mark.parametrize(
     "depth, width, style",
     [
-        (56, 896, "logic"),  # TFC_1W1A's first layer at 1 M img/s: 56 words
-        (2, 512, "logic"),  # a few wide words: LUTs, not 8 block RAMs
+        (56, 896, "block"),  # TFC_1W1A's first layer at 1 M img/s: 896 LUTs or 12.5 BRAM36
+        (2, 512, "logic"),  # two words: wires, not 8 block RAMs
+        (64, 16, "logic"),  # 16 LUTs
         (256, 4096, "block"),  # LFC at II 256: 1 Mbit
         (1024, 36, "block"),
-        (16, 8, "logic"),
     ],
 )
 def test_memory_style_follows_size_and_width(depth, width, style):
     assert G.ram_style(depth, width) == style
 
 
-def test_block_rams_over_the_board_move_to_luts_cheapest_first():
+def test_block_rams_go_to_the_memories_saving_most_luts_within_the_board():
     """Three 1-Mbit layers want 114 block RAMs; with 100 the one saving the fewest LUTs per
-    block RAM (256 words: each block RAM half filled) goes to LUTs, and only that one."""
+    block RAM (256 words: each block RAM half filled) stays in LUTs, and only that one."""
     rng = np.random.default_rng(1)
     b = IntType(1, False)
     layers = [

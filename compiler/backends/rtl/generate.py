@@ -79,15 +79,16 @@ def pack_words(lanes: np.ndarray, bits: int) -> list[str]:
 
 
 # Memory styles. A ROM in LUTs costs one LUT6 per bit and 64 words (Yosys maps a logic ROM so;
-# deeper ones add MUXF7/F8, which are not LUTs); in block RAM, 18 Kb blocks of 512 x 36 ...
-# 16K x 1 bits, as Yosys packs them. A block RAM is worth LUT_PER_BRAM36 LUTs: a little under
-# the xc7z020's own ratio (53,200 / 140 = 380), as the LUTs also carry the compute.
-LUT_PER_BRAM36 = 256
+# deeper ones add MUXF7/F8, which are not LUTs; one or two words are wires); in block RAM,
+# 18 Kb blocks of 512 x 36 ... 16K x 1 bits, as Yosys packs them. Block RAMs the design does
+# not use are free, so memories go to block RAM, those saving the most LUTs per block RAM
+# first, while the board's block RAMs last and each saves more than MIN_LUTS_PER_BRAM36.
+MIN_LUTS_PER_BRAM36 = 32
 BRAM18_SHAPES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
 
 
 def rom_luts(depth: int, width: int) -> int:
-    return width * -(-depth // 64)
+    return 0 if depth <= 2 else width * -(-depth // 64)
 
 
 def rom_bram36(depth: int, width: int) -> float:
@@ -95,12 +96,11 @@ def rom_bram36(depth: int, width: int) -> float:
 
 
 def ram_style(depth: int, width: int) -> str:
-    """ "logic" (LUTs) or "block" (block RAM) for a ROM of ``depth`` words of ``width`` bits:
-    whichever costs less at LUT_PER_BRAM36 LUTs per block RAM. Small or wide-and-shallow
-    memories go to LUTs, deep ones to block RAM."""
-    return (
-        "logic" if rom_luts(depth, width) <= LUT_PER_BRAM36 * rom_bram36(depth, width) else "block"
-    )
+    """ "block" (block RAM) when a ROM of ``depth`` words of ``width`` bits saves at least
+    MIN_LUTS_PER_BRAM36 LUTs per block RAM there, else "logic" (LUTs): shallow memories stay in
+    LUTs, however wide."""
+    saving = rom_luts(depth, width) / rom_bram36(depth, width)
+    return "block" if saving > MIN_LUTS_PER_BRAM36 else "logic"
 
 
 def memory_shapes(layer: Layer, p: dict) -> dict[str, tuple[int, int]]:
@@ -118,24 +118,21 @@ def memory_shapes(layer: Layer, p: dict) -> dict[str, tuple[int, int]]:
 
 
 def assign_styles(m: Model, params: list[dict], bram36: float | None) -> None:
-    """Set every memory's style parameter by ``ram_style``; then, while the block RAMs exceed
-    ``bram36`` (the board's), move the memories that save the fewest LUTs per block RAM to
-    LUTs."""
+    """Set every memory's style parameter: "block" for those ``ram_style`` puts in block RAM,
+    the most LUTs saved per block RAM first, while their block RAMs stay within ``bram36``
+    (the board's; None: no limit); "logic" for the rest."""
     mems = []
     for layer, p in zip(m.layers, params, strict=True):
         for key, (depth, width) in memory_shapes(layer, p).items():
-            p[key] = f'"{ram_style(depth, width)}"'
-            if p[key] == '"block"':
+            p[key] = '"logic"'
+            if ram_style(depth, width) == "block":
                 b = rom_bram36(depth, width)
                 mems.append((rom_luts(depth, width) / b, b, p, key))
-    if bram36 is None:
-        return
-    used = sum(b for _, b, _, _ in mems)
-    for _, b, p, key in sorted(mems, key=lambda e: e[0]):
-        if used <= bram36:
-            break
-        p[key] = '"logic"'
-        used -= b
+    used = 0.0
+    for _, b, p, key in sorted(mems, key=lambda e: -e[0]):
+        if bram36 is None or used + b <= bram36:
+            p[key] = '"block"'
+            used += b
 
 
 def _signed_bits(lo: int, hi: int) -> int:
