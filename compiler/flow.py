@@ -304,7 +304,9 @@ def _lower(ctx: Context, stage: Path) -> str:
     from compiler.frontend.compile import LowerOptions, run_lower
 
     m = run_lower(ctx.build.path, stage, LowerOptions(**_lower_options(ctx)))
-    return f"{m.name}: {len(m.layers)} layers, II {m.ii_cycles:,} cycles, {m.fps:,.0f} FPS"
+    note = f"{m.name}: {len(m.layers)} layers, II {m.ii_cycles:,} cycles, {m.fps:,.0f} FPS"
+    fold = getattr(m, "fold_note", "")  # the folding, how it was chosen, taper's estimate
+    return f"{note}; {fold}" if fold else note
 
 
 # -- fifo
@@ -355,7 +357,7 @@ def _synth(ctx: Context, stage: Path) -> str:
     r = synthesize(ir.load(ctx.build.path), ctx.build / B.RTL_DIR, stage)
     ctx.results["synth"] = r  # whether it fits is the bitstream step's (and `taper synth`'s) test
     n = r["labels"]
-    return ", ".join(f"{r[k]:,.4g} {n[k]}" for k in ("lut", "ff", "bram36", "dsp"))
+    return ", ".join(f"{r[k]:,g} {n[k]}" for k in ("lut", "ff", "bram36", "dsp"))
 
 
 # -- verify
@@ -511,7 +513,7 @@ STEPS: list[Step] = [
     ),
     Step(
         "lower",
-        "specialize and fold (FINN), lower into the IR",
+        "specialize (FINN), fold (taper's RTL cost model), lower into the IR",
         (B.FINN_HW_ONNX, B.FRONTEND_JSON, "frontend.npz"),
         (B.FINN_FOLDED_ONNX, B.LOWERED_DIR),
         (
@@ -520,6 +522,7 @@ STEPS: list[Step] = [
             "compiler.frontend.lower",
             "compiler.ir",
             "compiler.boards",
+            "compiler.backends.rtl",  # the cost model, its coefficients, the memory styles
         ),
         ("finn-plus", "qonnx"),
         _lower_options,

@@ -151,7 +151,7 @@ def _synth_lines(r: dict | None) -> list[str]:
     if not r:
         return []
     u, n = r["utilization"], r.get("labels", LABELS)
-    used = ", ".join(f"{r[k]:,.4g} {n[k]} ({u[k]:.1%})" for k in ("lut", "ff", "bram36", "dsp"))
+    used = ", ".join(f"{r[k]:,g} {n[k]} ({u[k]:.1%})" for k in ("lut", "ff", "bram36", "dsp"))
     return [f"- **Yosys**: {used} of the {r['device']['part']} [{r['tool']}]"]
 
 
