@@ -7,7 +7,8 @@ Zoo models (../shared/zoo) and recipes at their default folding (the recipe's ta
 and at named targets. Recipes train for BENCH_EPOCHS epochs: the hardware does not depend on
 how well they learned. The accelerator runs from the board's 25 MHz oscillator; the table's
 Fmax is nextpnr's for that clock domain (the whole board top: accelerator and UART wrapper).
-Step seconds are the flow's (build.json).
+Step seconds are the flow's (build.json). The Yosys xc7 columns synthesize the same RTL for the
+PYNQ boards' xc7z020 (synth_xilinx -nodsp), as a pynq-z2 build's synth step would.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def build(work: Path, name: str, model, fps: float | None) -> dict:
     if (out / B.IR_JSON).is_file():
         fifo = json.loads((out / B.FIFO_JSON).read_text())["cycles"]
         row.update(ii_cycles=fifo["ii_cycles"], latency_cycles=fifo["latency_cycles"])
+    if (out / B.RTL_DIR).is_dir():
+        row["xc7"] = xc7(out)
     rep = out / B.BITSTREAM_DIR / "bitstream.json"
     if rep.is_file():
         r = json.loads(rep.read_text())
@@ -66,21 +69,35 @@ def build(work: Path, name: str, model, fps: float | None) -> dict:
     return row
 
 
+def xc7(out: Path) -> dict:
+    """Yosys synth_xilinx of the build's RTL for the pynq-z2's part."""
+    from compiler import build as B
+    from compiler import ir
+    from compiler.backends.rtl.synth import synthesize
+
+    m = ir.load(out)
+    m.board = "pynq-z2"
+    with tempfile.TemporaryDirectory() as tmp:
+        r = synthesize(m, out / B.RTL_DIR, Path(tmp))
+    return {k: r[k] for k in ("lut", "ff", "bram36", "dsp")}
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| design | II (cycles) | Fmax (MHz) | FPS at Fmax | LUT4 | FF | DP16KD | MULT18 "
-        "| yosys s | nextpnr s | flow s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| xc7 LUT | xc7 FF | xc7 BRAM36 | yosys s | nextpnr s | flow s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "fmax_mhz" not in r:
             lines.append(f"| {r['design']} | {r.get('ii_cycles', '-')} | {r.get('error')} |")
             continue
-        u, s = r["used"], r["seconds"]
+        u, s, x = r["used"], r["seconds"], r["xc7"]
         fps = r["fmax_mhz"] * 1e6 / r["ii_cycles"]
         lines.append(
             f"| {r['design']} | {r['ii_cycles']:,.0f} | {r['fmax_mhz']:.1f} | {fps:,.0f} "
             f"| {u['LUT4']:,} | {u['FF']:,} | {u['DP16KD']} | {u['MULT18']} "
+            f"| {x['lut']:,} | {x['ff']:,} | {x['bram36']:g} "
             f"| {s.get('synth', 0):.0f} | {s.get('bitstream', 0):.0f} | {sum(s.values()):.0f} |"
         )
     return "\n".join(lines)
