@@ -138,8 +138,12 @@ module taper_mvu #(
             ra <= waddr;
             x_q <= ibuf[{rb, sf}];
             w_q <= wmem[ra];
-            x_q2 <= x_q;
         end
+    end
+    // a reset of no use but to stop Yosys packing x_q -> x_q2 -> R3 into shift-register LUTs
+    always_ff @(posedge clk) begin
+        if (!rst_n) x_q2 <= '0;
+        else if (!stall) x_q2 <= x_q;
     end
     always_ff @(posedge clk) begin
         if (!rst_n) begin
@@ -261,31 +265,42 @@ module taper_mvu #(
     function automatic int ncnt(int h); return h / 6 + ((h % 6) >= 3 ? 1 : 0); endfunction
     function automatic int n3(int h); return h / 6 + ((h % 6) >= 4 ? 1 : 0); endfunction
     function automatic int used(int h); return (h / 6) * 6 + ((h % 6) >= 3 ? h % 6 : 0); endfunction
-    function automatic int height(int s, int c);  // column c's height at stage s (0: after level 1)
+    // column heights of every stage (0: after level 1), computed once: slang bounds the steps
+    // of each constant evaluation, and the heap needs few stages (each halves the heights)
+    localparam SMAX = 16, HB = 16;
+    function automatic logic [SMAX*64*HB-1:0] heights();
+        logic [SMAX*64*HB-1:0] r;
         int h [0:63];
         int nh [0:63];
-        for (int i = 0; i < 64; i++) h[i] = (i < OW) ? h1(i) : 0;
-        for (int u = 0; u < s; u++) begin
+        r = '0;
+        for (int i = 0; i < OW; i++) h[i] = h1(i);
+        for (int u = 0; u < SMAX; u++) begin
+            for (int i = 0; i < OW; i++) r[(u * 64 + i) * HB +: HB] = HB'(h[i]);
             for (int i = 0; i < OW; i++)
                 nh[i] = h[i] - used(h[i]) + ncnt(h[i])
                     + ((i >= 1) ? ncnt(h[i - 1]) : 0) + ((i >= 2) ? n3(h[i - 2]) : 0);
             for (int i = 0; i < OW; i++) h[i] = nh[i];
         end
-        return h[c];
+        return r;
+    endfunction
+    localparam logic [SMAX*64*HB-1:0] HT = heights();
+    function automatic int height(int s, int c);  // column c's height at stage s
+        return (c < 0 || c >= OW) ? 0 : int'(HT[(s * 64 + c) * HB +: HB]);
     endfunction
     function automatic int stages();
-        for (int s = 0; s < 64; s++) begin
+        for (int s = 0; s < SMAX; s++) begin
             int m;
             m = 0;
             for (int c = 0; c < OW; c++) if (height(s, c) > m) m = height(s, c);
             if (m <= 2) return s;
         end
-        return 64;
+        return SMAX;  // not reached for heaps of up to 2^16 bits a column
     endfunction
     function automatic int max_height();
         int m;
         m = 2;
-        for (int s = 0; s <= stages(); s++)
+        for (int c = 0; c < OW; c++) if (height(0, c) > m) m = height(0, c);
+        for (int s = 1; s < SMAX; s++)
             for (int c = 0; c < OW; c++) if (height(s, c) > m) m = height(s, c);
         return m;
     endfunction
