@@ -43,6 +43,20 @@ class Finite(click.FloatRange):
 
 _FLOAT = Finite()  # ranges are checked by the flow, with one-line errors
 
+
+class Fps(Finite):
+    """A finite frame rate, or ``max``."""
+
+    name = "frame rate or max"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.strip().lower() == "max":
+            return "max"
+        return super().convert(value, param, ctx)
+
+
+_FPS = Fps()
+
 _train_opts = [
     click.option("--epochs", type=click.IntRange(1, 100_000), help="Override the recipe's epochs."),
     click.option(
@@ -71,9 +85,11 @@ _compile_opts = [
     ),
     click.option(
         "--target-fps",
-        type=_FLOAT,
-        help="Fold (PE/SIMD via FINN's SetFolding) to reach this throughput; default: "
-        "the recipe's target, else fully folded (PE=SIMD=1).",
+        type=_FPS,
+        help="Frames per second to fold (PE/SIMD) for: the cheapest folding reaching it by "
+        "taper's RTL cost model; 'max': the fastest whose estimate fits the board (80%% of its "
+        "LUTs, 90%% of its BRAM). Default: the recipe's target, else a FINN model's own "
+        "folding, else max.",
     ),
     click.option(
         "--folding",

@@ -136,6 +136,8 @@ def test_a_hostile_checkpoint_is_not_executed_and_named(tmp_path):
         (["--target-fps", "nan"], "Invalid value for '--target-fps': 'nan' is not a finite number"),
         (["--target-fps", "1e400"], "Invalid value for '--target-fps': '1e400' is not a finite"),
         (["--target-fps", "0"], "--target-fps: expected a positive frame rate, got 0.0"),
+        (["--target-fps", "fast"], "Invalid value for '--target-fps': 'fast' is not a valid"),
+        (["--target-fps", "max", "--folding", "f.json"], "--target-fps and --folding exclude"),
         (["--board", "de10"], "unknown board 'de10': expected one of pynq-z1, pynq-z2"),
     ],
 )

@@ -142,12 +142,17 @@ def run_frontend(
     return rec
 
 
+MAX_FPS = "max"  # --target-fps max: the fastest folding that fits the board
+
+
 @dataclass(frozen=True)
 class LowerOptions:
     name: str
     board: str = "pynq-z2"
     clock_mhz: float = 100.0
-    target_fps: float | None = None
+    # frames per second, "max", or None: a FINN model's own folding when it comes with HW
+    # layers, else "max"
+    target_fps: float | str | None = None
     folding: str | None = None  # path to a folding JSON
 
 
@@ -155,14 +160,18 @@ def check_lower_options(o: LowerOptions) -> None:
     get_board(o.board)
     if not (math.isfinite(o.clock_mhz) and 1 <= o.clock_mhz <= 2000):
         raise TaperError(f"--clock-mhz: expected a clock from 1 to 2000 MHz, got {o.clock_mhz}")
-    if o.target_fps is not None and not (math.isfinite(o.target_fps) and o.target_fps > 0):
-        raise TaperError(f"--target-fps: expected a positive frame rate, got {o.target_fps}")
-    if o.target_fps is not None and o.target_fps > o.clock_mhz * 1e6:
-        raise TaperError(
-            f"--target-fps: at most one frame per clock cycle ({o.clock_mhz * 1e6:,.0f} at "
-            f"{o.clock_mhz:g} MHz), got {o.target_fps:,.0f}"
-        )
-    if o.target_fps is not None and o.folding:
+    fps = o.target_fps
+    if isinstance(fps, str) and fps != MAX_FPS:
+        raise TaperError(f"--target-fps: expected a frame rate or '{MAX_FPS}', got '{fps}'")
+    if isinstance(fps, float | int):
+        if not (math.isfinite(fps) and fps > 0):
+            raise TaperError(f"--target-fps: expected a positive frame rate, got {fps}")
+        if fps > o.clock_mhz * 1e6:
+            raise TaperError(
+                f"--target-fps: at most one frame per clock cycle ({o.clock_mhz * 1e6:,.0f} at "
+                f"{o.clock_mhz:g} MHz), got {fps:,.0f}"
+            )
+    if fps is not None and o.folding:
         raise TaperError("--target-fps and --folding exclude each other")
     if o.folding:
         read_folding(o.folding)
@@ -192,9 +201,11 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
                 else {}
             )
             chain = F.apply_folding(chain, read_folding(o.folding), o.folding, host)
-        elif o.target_fps:
-            cycles = max(1, math.ceil(o.clock_mhz * 1e6 / o.target_fps))
-            chain = F.set_folding(chain, cycles)
+            how = f"folding {Path(o.folding).name}"
+        elif o.target_fps is None and finn_folded(build):
+            how = "the FINN model's own folding"
+        else:
+            chain, how = fold(chain, src, o, b)
         est = F.estimates(chain, finn_part)
         chain.save(str(stage / B.FINN_FOLDED_ONNX))
         layers, fifos = lower_chain(chain, src)
@@ -210,6 +221,13 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
         source=src,
         estimates={sanitize(k): v for k, v in est.items()},
     )
+    ours = taper_estimate(m)
+    for layer in m.layers:
+        e = ours["layers"][layer.name]
+        m.estimates.setdefault(layer.name, {}).update(
+            taper_lut=round(e["lut"]), taper_ff=round(e["ff"]), taper_bram36=e["bram36"]
+        )
+    m.fold_note = f"{how}; {fold_summary(m, ours)}"  # type: ignore[attr-defined]
     try:
         m.check()
     except ValueError as e:
@@ -222,6 +240,106 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
     (stage / B.LOWERED_DIR).mkdir()
     ir.save(m, stage / B.LOWERED_DIR)
     return m
+
+
+def finn_folded(build: Path) -> bool:
+    """The user's model came with FINN HW layers (a FINN user's folding)."""
+    import onnx
+
+    from compiler.frontend.load import FINN_HW
+
+    ref = onnx.load(str(Path(build) / B.REFERENCE_ONNX), load_external_data=False)
+    return any(n.domain.startswith(FINN_HW) for n in ref.graph.node)
+
+
+def taper_estimate(m: ir.Model) -> dict:
+    """The RTL cost model's estimate of ``m`` (LUT, FF, BRAM36 per layer and in total)."""
+    from compiler.backends.rtl import cost as K
+
+    return K.estimate(m, get_board(m.board).bram36)
+
+
+def fold_summary(m: ir.Model, est: dict) -> str:
+    b = get_board(m.board)
+    per = ", ".join(
+        f"{x.name} PE {x.pe}" + (f" SIMD {x.simd}" if x.kind == "matvec" else "") for x in m.layers
+    )
+    return (
+        f"{per}; est. {est['lut']:,.0f} LUT ({est['lut'] / b.lut:.0%}), "
+        f"{est['bram36']:g} BRAM36 ({est['bram36'] / b.bram36:.0%}) of the {b.name}"
+    )
+
+
+def fold(chain, src: str, o: LowerOptions, b) -> tuple[object, str]:
+    """Fold FINN's HW chain by taper's RTL cost model: for a target FPS the cheapest folding
+    reaching it, for "max" (or no target) the fastest whose estimate fits the board with the
+    model's margins. Returns the folded chain and how it was chosen."""
+    from compiler.backends.rtl import cost as K
+    from compiler.frontend import finn_passes as F
+    from compiler.frontend.lower import lower_chain
+
+    layers, _ = lower_chain(chain, src)
+    probe = ir.Model(
+        name=o.name,
+        input_edge=InputEdge(
+            kind="identity", in_shape=(1,), shape=(1,), out_type=layers[0].input_type
+        ),
+        layers=layers,
+        output_edge=OutputEdge(),
+        board=b.name,
+        clock_mhz=o.clock_mhz,
+    )
+    hz = o.clock_mhz * 1e6
+    margins = f"{K.LUT_MARGIN:.0%} of its LUTs, {K.BRAM_MARGIN:.0%} of its BRAM36"
+    if o.target_fps is None or o.target_fps == MAX_FPS:
+        f = K.choose_folding(probe, b.lut, b.bram36, None)
+        how = f"fastest folding that fits the {b.name} ({margins})"
+        if not f.fits:
+            F._say(
+                "warning",
+                f"{src}: even fully folded the estimate ({f.estimate['lut']:,.0f} LUT, "
+                f"{f.estimate['bram36']:g} BRAM36) exceeds {margins} of the {b.name}",
+            )
+    else:
+        fps = float(o.target_fps)
+        try:
+            f = K.choose_folding(probe, b.lut, b.bram36, max(1, math.floor(hz / fps)))
+        except K.Unreachable as e:
+            raise TaperError(
+                f"{src}: target {fps:,.0f} FPS: layer {e.layer} takes at least {e.ii:,} cycles "
+                f"per frame with every lane parallel, at most {hz / e.ii:,.0f} FPS at "
+                f"{o.clock_mhz:g} MHz"
+            ) from None
+        how = f"cheapest folding reaching {fps:,.0f} FPS"
+        if not f.fits:
+            best = K.choose_folding(probe, b.lut, b.bram36, None)
+            e = f.estimate
+            over = e["lut"] > b.lut or e["bram36"] > b.bram36
+            where = (
+                f"the {b.name}'s {b.lut:,} LUT, {b.bram36} BRAM36"
+                if over
+                else f"{margins} of the {b.name}"
+            )
+            then = (
+                f"the fastest folding that fits reaches {hz / best.ii:,.0f} FPS (--target-fps max)"
+                if best.fits
+                else "no folding fits by the estimate"
+            )
+            text = (
+                f"{src}: target {fps:,.0f} FPS: its cheapest folding is estimated at "
+                f"{e['lut']:,.0f} LUT, {e['bram36']:g} BRAM36, over {where}; {then}"
+            )
+            if over:
+                raise TaperError(text)
+            F._say("warning", text)
+    config = {}
+    for node, layer in zip(chain.graph.node, f.layers, strict=True):
+        config[node.name] = (
+            {"PE": layer.pe}
+            if layer.kind == "thresholding"
+            else {"PE": layer.pe, "SIMD": layer.simd}
+        )
+    return F.apply_folding(chain, config, src), how
 
 
 # ---------------------------------------------------------------------------- Python API

@@ -1,7 +1,8 @@
 """Every use of FINN and its work-arounds, in one module.
 
 FINN (finn-plus) runs here without Vivado: transformations, streamlining, conversion to HW
-layers, SpecializeLayers, SetFolding and the estimate analyses work. Known limits, each
+layers, SpecializeLayers, ``ApplyConfig`` and the estimate analyses work (taper chooses
+foldings itself, by ``compiler/backends/rtl/cost.py``; not by SetFolding). Known limits, each
 covered by a test in ``tests/test_finn_compat.py`` that fails when upstream changes:
 
 - ``finn.builder.build_dataflow_steps`` imports ``finn.xsi`` at module level and raises
@@ -36,8 +37,7 @@ covered by a test in ``tests/test_finn_compat.py`` that fails when upstream chan
   (``_unit_bipolar_scales`` splits the scale off); the output edge's float32 constants map a
   reference's output back to integers too coarsely (``exact_thresholds`` also takes the
   float64 ones).
-- ``SetFolding`` and the estimate analyses need specialized nodes (``MVAU_hls``...), while
-  only the generic nodes execute in Python (``*_hls`` need Vitis for cppsim): the finn
+- The estimate analyses need specialized nodes (``MVAU_hls``...), while only the generic nodes execute in Python (``*_hls`` need Vitis for cppsim): the finn
   reference executes the generic graph saved before specialization (``finn_hw.onnx``).
 """
 
@@ -515,12 +515,6 @@ def specialize(model, part: str):
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
 
     return _tidy(_transform(model, SpecializeLayers(part)))
-
-
-def set_folding(model, target_cycles: int):
-    from finn.transformation.fpgadataflow.set_folding import SetFolding
-
-    return _transform(model, SetFolding(target_cycles_per_frame=max(1, int(target_cycles))))
 
 
 def fold_attrs(node) -> dict[str, int]:
