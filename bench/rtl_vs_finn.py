@@ -1,12 +1,15 @@
-"""taper's RTL against FINN's estimates and BNN-PYNQ's published LFC-W1A1, at FINN's folding.
+"""taper's RTL against FINN's estimates and BNN-PYNQ's published LFC-W1A1.
 
     .venv/bin/python bench/rtl_vs_finn.py [--skip-synth] [--models tfc,lfc] [--skip-path]
+                                          [--finn-folding]
 
 For TFC_1W1A (../shared/zoo) at 1,000,000 img/s and the lfc_w1a1 recipe at 356,633 img/s
-(BNN-PYNQ's measured LFC-W1A1 rate), both folded by FINN's SetFolding for that target at
-100 MHz: our measured II (Verilator) against FINN's estimated cycles, our Yosys LUT/BRAM
-against FINN's estimate and BNN-PYNQ's published numbers (28,360 LUT, 110 BRAM36 on the
-xc7z020). Then the time of the whole path QONNX -> bit-exact Verilator run of 1,000 inputs
+(BNN-PYNQ's measured LFC-W1A1 rate), folded by taper for that target at 100 MHz, or with
+--finn-folding as FINN's SetFolding folded them (bench/foldings/, recorded when taper still
+used it; the numbers in commit messages before the cost model are at these foldings): our
+measured II (Verilator) against FINN's estimated cycles, our Yosys LUT/FF/BRAM against
+FINN's estimate and BNN-PYNQ's published numbers (28,360 LUT, 110 BRAM36 on the xc7z020),
+and the memory style the generator chose per layer (W weights, T thresholds). Then the time of the whole path QONNX -> bit-exact Verilator run of 1,000 inputs
 for TFC_1W1A, cold (empty Verilator cache) and warm. Yosys and Vivado count differently.
 """
 
@@ -23,6 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT.parent / "shared" / "zoo"
 BNN_PYNQ_LFC = {"lut": 28_360, "bram36": 110, "fps": 356_633}
+FOLDINGS = Path(__file__).resolve().parent / "foldings"
 
 
 def model_source(name: str) -> Path:
@@ -37,16 +41,19 @@ def model_source(name: str) -> Path:
     return out / "model.onnx"
 
 
-def row(name: str, fps: float, synth: bool) -> dict:
+def row(name: str, fps: float, synth: bool, folding: Path | None = None) -> dict:
     from compiler.backends.rtl import simulate
     from compiler.frontend.compile import CompileOptions, compile_model
     from compiler.sim import bitexact
 
     d = Path(tempfile.mkdtemp()) / "hw"
     recipe = None if name.endswith(".onnx") else name
-    m = compile_model(
-        model_source(name), d, CompileOptions(target_fps=fps, recipe=recipe), quiet=True
+    opts = CompileOptions(
+        target_fps=None if folding else fps,
+        folding=str(folding) if folding else None,
+        recipe=recipe,
     )
+    m = compile_model(model_source(name), d, opts, quiet=True)
     finn_cycles = max(e["cycles"] for e in m.estimates.values())
     finn_lut = sum(e.get("LUT", 0) for e in m.estimates.values())
     finn_bram18 = sum(e.get("BRAM_18K", 0) for e in m.estimates.values())
@@ -103,6 +110,10 @@ def path_time(cache: Path) -> float:
     return time.perf_counter() - t
 
 
+def _n(v) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--skip-synth", action="store_true", help="no Yosys runs (minutes for LFC)")
@@ -110,9 +121,18 @@ def main() -> None:
         "--models", default="tfc,lfc", help="comma-separated subset of tfc, lfc (default both)"
     )
     ap.add_argument("--skip-path", action="store_true", help="no QONNX -> Verilator timing")
+    ap.add_argument(
+        "--finn-folding", action="store_true", help="FINN's SetFolding folding (bench/foldings/)"
+    )
     args = ap.parse_args()
-    cases = {"tfc": ("TFC_1W1A.onnx", 1e6), "lfc": ("lfc_w1a1", BNN_PYNQ_LFC["fps"])}
-    rows = [row(*cases[k], not args.skip_synth) for k in args.models.split(",")]
+    cases = {
+        "tfc": ("TFC_1W1A.onnx", 1e6, FOLDINGS / "TFC_1W1A_finn_1M.json"),
+        "lfc": ("lfc_w1a1", BNN_PYNQ_LFC["fps"], FOLDINGS / "lfc_w1a1_finn_356633.json"),
+    }
+    rows = []
+    for k in args.models.split(","):
+        name, fps, folding = cases[k]
+        rows.append(row(name, fps, not args.skip_synth, folding if args.finn_folding else None))
     print(
         "| model | target img/s | PE,SIMD per layer | FINN est. cycles | IR II | measured II "
         "| latency | img/s @100 MHz | Yosys LUT | FINN LUT est. | Yosys FF | Yosys BRAM36 "
@@ -123,7 +143,7 @@ def main() -> None:
         print(
             f"| {r['model']} | {r['target_fps']:,.0f} | {r['folding']} | {r['finn_cycles']} | {r['ir_ii']} "
             f"| {r['rtl_ii']:g} | {r['rtl_latency']} | {100e6 / r['rtl_ii']:,.0f} "
-            f"| {r.get('yosys_lut', '-'):,} | {r['finn_lut']:,.0f} | {r.get('yosys_ff', '-'):,} "
+            f"| {_n(r.get('yosys_lut'))} | {r['finn_lut']:,.0f} | {_n(r.get('yosys_ff'))} "
             f"| {r.get('yosys_bram36', '-')} | {r['finn_bram36']:g} |"
         )
         for name, mems in r.get("memories", {}).items():
