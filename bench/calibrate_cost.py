@@ -7,7 +7,7 @@ per layer (with the FIFO and width converter in front of it, as the cost model c
 fits the model's LUT and FF coefficients by non-negative least squares on relative errors,
 and writes them to compiler/backends/rtl/cost_coeffs.json. Re-run it when hw/rtl changes:
 
-    .venv/bin/python bench/calibrate_cost.py [--chains 8] [--layers 4] [--seed 0]
+    .venv/bin/python bench/calibrate_cost.py [--chains 12] [--layers 3] [--lanes 64] [--seed 0]
 
 Samples are cached in build/cost_samples.json (keyed by the RTL's hash), so a re-fit after
 a change of the model's form needs no new Yosys runs; --fresh forgets them.
@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=8)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lanes", type=int, default=96, help="PE*SIMD of a layer at most")
     ap.add_argument("--fresh", action="store_true", help="forget cached samples")
     args = ap.parse_args()
     key = rtl_hash()
@@ -116,9 +117,9 @@ def main() -> None:
     samples = cache.get(key, {})
     rows = []
     for i in range(args.chains):
-        tag = f"{args.seed}:{i}:{args.layers}"
+        tag = f"{args.seed}:{i}:{args.layers}:{args.lanes}"
         rng = np.random.default_rng([args.seed, i])
-        m = C.random_chain(rng, args.layers, name=f"cal{i}")
+        m = C.random_chain(rng, args.layers, name=f"cal{i}", lanes=args.lanes)
         if tag not in samples or samples[tag]["layers"] != [describe(x) for x in m.layers]:
             t = time.time()
             samples[tag] = {"layers": [describe(x) for x in m.layers], "synth": C.measure(m)}

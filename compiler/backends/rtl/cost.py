@@ -18,7 +18,8 @@ changes). Terms (per layer, all in LUTs or FFs):
   the search leaves 10 % of them free);
 - the input double buffer (2 x 2^ceil(log2 SF) words of SIMD*IN_BITS) in distributed RAM
   (RAM32M/RAM64M cells) and its read multiplexers;
-- the stream FIFO in front of the layer and its width converter, per stream bit;
+- the stream FIFO in front of the layer, per stream bit, and its width converter (a buffer
+  of IN + OUT elements, each bit a multiplexer over the OUT + 1 places a word can land);
 - control (counters, handshakes): a constant.
 
 A standalone Thresholding layer has the comparator, memory and FIFO terms only.
@@ -42,8 +43,8 @@ from compiler.ir.types import IntType
 COEFFS_FILE = Path(str(files("compiler.backends.rtl"))) / "cost_coeffs.json"
 
 # the features of each fitted quantity; cost_coeffs.json holds one coefficient per name
-LUT_TERMS = ("heap", "heap_out", "acc", "cmp", "thr", "rom", "ibuf", "stream", "const")
-FF_TERMS = ("heap_reg", "acc", "operands", "tmem", "out", "stream", "const")
+LUT_TERMS = ("heap", "heap_out", "acc", "cmp", "thr", "rom", "ibuf", "stream", "dwc", "const")
+FF_TERMS = ("heap_reg", "acc", "operands", "tmem", "out", "stream", "dwc", "const")
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -115,18 +116,22 @@ def features(
     p = params(layer) if p is None else p
     mems = memories(layer, p)
     stream = layer.in_width
+    dwc_bits = dwc_mux = 0
     if in_elems is not None and in_elems != layer.in_elems:
-        stream += (in_elems + layer.in_elems) * layer.input_type.bits  # the converter
+        dwc_bits = (in_elems + layer.in_elems) * layer.input_type.bits
+        dwc_mux = dwc_bits * _ceil_div(layer.in_elems + 2, 4)
     n = int(p.get("N_THRESH", 0))
     tb = int(p.get("T_BITS", 0))
     pe = layer.pe
     out = pe * int(p["OUT_BITS"])
     lut = dict.fromkeys(LUT_TERMS, 0.0)
     ff = dict.fromkeys(FF_TERMS, 0.0)
-    lut.update(stream=stream, const=1.0, rom=sum(m.lut for m in mems))
-    ff.update(out=out, stream=stream, const=1.0, tmem=pe * n * tb)
+    lut.update(stream=stream, dwc=dwc_mux, const=1.0, rom=sum(m.lut for m in mems))
+    ff.update(out=out, stream=stream, dwc=dwc_bits, const=1.0, tmem=pe * n * tb)
     if isinstance(layer, Thresholding):
         lut["thr"] = pe * n * tb  # N comparators of T_BITS per lane
+        if all(m.style == "block" for m in mems):
+            ff["tmem"] = 0  # the block RAM's output register
         return lut, ff, mems
     # the MVU's accumulator (AW): with thresholds it starts at -T[0] (one bit more), and the
     # first comparison is its sign; the other N - 1 compare with the steps
@@ -144,22 +149,25 @@ def features(
         ibuf=ram_cells(words, xw),
     )
     ww = pe * layer.simd * layer.weight_type.bits
+    style = {m.name: m.style for m in mems}
     ff.update(
         # level 1 of the heap (about 2 bits of every 3) registered, or its operands again,
         # whichever takes fewer flip-flops (taper_mvu's L1REG)
         heap_reg=min(2 * heap / 3 + pe * heap_width(layer, aw), ww + xw),
         acc=3 * pe * aw,  # the dot product, the accumulator, the completed sum
-        operands=ww + 2 * xw,
-        tmem=2 * pe * n * tb,  # the thresholds read, and again a stage later
+        # the input word read twice; the weights read (a block RAM's own output register)
+        operands=2 * xw + (ww if style.get("W_STYLE") == "logic" else 0),
+        # the thresholds read (in a block RAM: its register) and again a stage later
+        tmem=pe * n * tb * (2 if style.get("T_STYLE") == "logic" else 1),
     )
     return lut, ff, mems
 
 
 DEFAULT_COEFFS = {
     "lut": {"heap": 1.0, "heap_out": 1.0, "acc": 1.0, "cmp": 0.5, "thr": 0.5, "rom": 1.0, "ibuf": 1.0,
-            "stream": 0.5, "const": 30.0},
+            "stream": 0.5, "dwc": 1.0, "const": 30.0},
     "ff": {"heap_reg": 0.5, "acc": 3.0, "operands": 1.0, "tmem": 1.0, "out": 1.0,
-           "stream": 1.0, "const": 40.0},
+           "stream": 1.0, "dwc": 1.0, "const": 40.0},
 }  # fmt: skip
 
 
@@ -330,11 +338,14 @@ def random_chain(rng: np.random.Generator, n_layers: int, name: str = "cal", lan
             out_t = IntType(max(1, n.bit_length()), False)
             if n == 1 and rng.random() < 0.3 and not last:
                 out_t, bias = IntType(1, False, True), -1
+        n_t = 0 if thresholds is None else thresholds.shape[1]
         pairs = [
             (p, s)
             for p in _divisors(mh)
             for s in _divisors(mw)
-            if p * s <= lanes and p * s * product_bits_of(in_t, w_t, xnor) <= 4 * lanes
+            if p * s <= lanes
+            and p * s * product_bits_of(in_t, w_t, xnor) <= 4 * lanes
+            and p * n_t <= lanes  # comparators
         ]
         pe, simd = pairs[int(rng.integers(len(pairs)))]
         layers.append(
