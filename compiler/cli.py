@@ -86,9 +86,10 @@ _compile_opts = [
     click.option(
         "--target-fps",
         type=_FPS,
+        metavar="FPS|max",
         help="Frames per second to fold (PE/SIMD) for: the cheapest folding reaching it by "
-        "taper's RTL cost model; 'max': the fastest whose estimate fits the board (80%% of its "
-        "LUTs, 90%% of its BRAM). Default: the recipe's target, else a FINN model's own "
+        "taper's RTL cost model; 'max': the fastest whose estimate fits the board (80 % of its "
+        "LUTs, 90 % of its BRAM). Default: the recipe's target, else a FINN model's own "
         "folding, else max.",
     ),
     click.option(
