@@ -10,8 +10,10 @@ changes). Terms (per layer, all in LUTs or FFs):
   operand times a B-bit integer: B + 2; integers: IN_BITS x W_BITS), reduced by full adders
   and 6:3 counters (about one LUT per bit) to two rows that one adder of the heap's width
   sums; registers after level 1 or on the operands;
-- PE accumulators of ACC_BITS (an adder, a register, and the completed sum's register);
-- PE x N_THRESH comparators of T_BITS, their count and the output register;
+- PE accumulators of AW bits (ACC_BITS, one more with thresholds: the sum starts at -T[0]):
+  an adder, its start value, the dot product's, the sum's and the completed sum's registers;
+- PE x (N_THRESH - 1) comparators (the first is the sum's sign), their count and the output
+  register;
 - parameter memories (weights: NF*SF words of PE*SIMD*W_BITS; thresholds: NF words of
   PE*N_THRESH*T_BITS): in LUTs one LUT6 per bit per 64 words, or in block RAM, in the
   styles the generator gives them (``generate.assign_styles``, within the board's block RAMs;
@@ -22,7 +24,9 @@ changes). Terms (per layer, all in LUTs or FFs):
   of IN + OUT elements, each bit a multiplexer over the OUT + 1 places a word can land);
 - control (counters, handshakes): a constant.
 
-A standalone Thresholding layer has the comparator, memory and FIFO terms only.
+A standalone Thresholding layer has the comparator, memory and FIFO terms only. The model
+is of Xilinx LUT6s; for an ECP5 board the same numbers are held against its LUT4 count
+(not calibrated there; a LUT4 does less, so ECP5 foldings may come out too fast).
 """
 
 from __future__ import annotations
