@@ -26,6 +26,7 @@ from pathlib import Path
 
 from compiler.backends.rtl.generate import generate, ident
 from compiler.backends.rtl.simulate import DEFAULT_CACHE, cache_entry, content_key, verilate
+from compiler.backends.rtl.synth import READ_SLANG
 from compiler.boards import BOARDS, Board
 from compiler.boards import board as get_board
 from compiler.build import atomic_write, write_json, write_text
@@ -360,10 +361,8 @@ def _synth(work: Path, src: dict, dsp: bool, timeout: int) -> tuple[dict[str, in
     script = "; ".join(
         [
             *(f"read_verilog {f}" for f in src["verilog"]),
-            # unrolled PE x SIMD loops exceed slang's default limit of 4000 iterations;
             # --extern-modules lets the SystemVerilog instantiate the PLL read above
-            f"read_slang --threads 1 --extern-modules --unroll-limit=10000000 --top {top} "
-            f"{' '.join(src['files'])}",
+            f"{READ_SLANG} --extern-modules --top {top} {' '.join(src['files'])}",
             f"synth_ecp5 -top {top} -json {top}.json{'' if dsp else ' -nodsp'}",
             "tee -q -o stat.json stat -json",
         ]

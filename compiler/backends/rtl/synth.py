@@ -25,6 +25,10 @@ from compiler.errors import TaperError
 from compiler.ir.model import Model
 from compiler.tools import tool
 
+# slang as Yosys' front end: unrolled PE x SIMD loops exceed its default limit of 4000
+# iterations, and the MVU's constant functions (the bit heap's column plan) its default
+# 100,000 constant-evaluation steps
+READ_SLANG = "read_slang --threads 1 --unroll-limit=10000000 --max-constexpr-steps=1000000000"
 LUT_CELLS = re.compile(r"^(LUT[1-6]|RAM(32|64|128|256)[XMS]\w*|SRL\w*)$")
 FF_CELLS = {"FDRE", "FDSE", "FDCE", "FDPE"}
 
@@ -78,8 +82,7 @@ def synthesize(m: Model, rtl_dir: Path, out: Path, timeout: int = 3600) -> dict:
     summary = json.loads((rtl / "design.json").read_text())
     top = summary["top"]
     script = (
-        # unrolled PE x SIMD loops exceed slang's default limit of 4000 iterations
-        f"read_slang --threads 1 --keep-hierarchy --unroll-limit=10000000 --top {top} "
+        f"{READ_SLANG} --keep-hierarchy --top {top} "
         f"{' '.join(summary['files'])}; "
         f"{fam.command.format(top=top)}; "
         "tee -q -o stat.json stat -json"
