@@ -39,6 +39,7 @@ def test_a_pynq_build_writes_the_vivado_project_and_waits(tmp_path, rtl_build, m
     assert _status(d)["bitstream"][0] == "waiting"
     # a rerun without Vivado does nothing; with vivado on PATH the step is stale
     rec = B.Build(d).state().steps["bitstream"]
+    assert f"cd {project} && vivado -mode batch" in rec.note  # the project, not a staging copy
     flow.run(d, None, only=("bitstream",), quiet=True)
     assert B.Build(d).state().steps["bitstream"].finished == rec.finished
     fake = tmp_path / "bin"

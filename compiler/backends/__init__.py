@@ -82,7 +82,11 @@ class RTL(Backend):
         r = vivado.run(out)
         if r is None:
             cmd = " ".join(vivado.command(out))
-            return f"Vivado project written; on a machine with Vivado: cd {out} && {cmd}", "Vivado"
+            final = Path(build) / B.BITSTREAM_DIR  # `out` is the step's staging copy of it
+            return (
+                f"Vivado project written; on a machine with Vivado: cd {final} && {cmd}",
+                "Vivado",
+            )
         return (
             f"{Path(r['bitstream']).name}: {r['lut']:,.0f} LUT, {r['ff']:,.0f} FF, "
             f"{r['bram36']:g} BRAM36, {r['dsp']:.0f} DSP; WNS {r['wns_ns']} ns, "
