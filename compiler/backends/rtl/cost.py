@@ -57,14 +57,7 @@ def _ceil_div(a: int, b: int) -> int:
 
 def product_bits(layer: MatVec) -> int:
     """Bits one SIMD lane's product writes into the heap (taper_mvu's T)."""
-    it, wt = layer.input_type, layer.weight_type
-    if layer.xnor:
-        return 1
-    if it.bipolar:
-        return wt.bits + 2
-    if wt.bipolar:
-        return it.bits + 2
-    return it.bits * wt.bits
+    return product_bits_of(layer.input_type, layer.weight_type, layer.xnor)
 
 
 def heap_width(layer: MatVec, acc_bits: int) -> int:
@@ -238,7 +231,7 @@ def measure(m: Model) -> dict[str, dict]:
         summary = G.generate(m, rtl)
         top = summary["top"]
         script = (
-            f"read_slang --threads 1 --keep-hierarchy --unroll-limit=10000000 --top {top} "
+            f"{S.READ_SLANG} --keep-hierarchy --top {top} "
             f"{' '.join(summary['files'])}; "
             f"{S.FAMILIES['xilinx'].command.format(top=top)}; tee -q -o stat.json stat -json"
         )
