@@ -58,6 +58,7 @@ def test_float_input_is_refused_without_input_type(tmp_path):
 
 # One recipe per feature, at digits or TFC size (a wider network proves no more exactness and
 # costs minutes): tfc_w1a1 covers XNOR-popcount after an 8-bit-input first layer (as lfc_w1a1),
+# tfc_w1a1_bin XNOR-popcount from the binarized input on (as lfc_w1a1_bin),
 # tfc_w1a2_quantnet binary weights with 2-bit activations (its export is tfc_w1a2's graph),
 # tfc_w2a2 uniform 2 bits (as sfc_w2a2), digits_mlp_hls BatchNorm folded in QAT (as
 # tfc_w2a2_hls), digits_mixed_progressive progressive mixed bits (lfc_mixed_progressive's: step
@@ -67,6 +68,7 @@ RECIPES = [
     "digits_mlp_hls",
     "digits_mixed_progressive",
     "tfc_w1a1",
+    "tfc_w1a1_bin",
     "tfc_w1a2_quantnet",
     "tfc_w2a2",
 ]
@@ -85,6 +87,8 @@ def test_recipe_bit_exact_against_qonnx_finn_and_brevitas(tmp_path, name):
         quiet=True,
     )
     assert [layer.weight_type.bits for layer in m.layers] == r.weight_bits
+    # a binarized input makes every 1-bit-weight layer XNOR, the first one included
+    assert m.layers[0].xnor == (r.input.mode == "bipolar")
     v = verify(tmp_path / "hw", samples=1000)
     assert set(v.references) == {"qonnx", "finn", "brevitas", "rtl"}
     for ref, res in v.references.items():

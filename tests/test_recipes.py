@@ -12,6 +12,8 @@ REQUIRED = [
     "tfc_w2a2",
     "sfc_w2a2",
     "lfc_w1a1",
+    "tfc_w1a1_bin",
+    "lfc_w1a1_bin",
     "tfc_mixed_progressive",
     "lfc_mixed_progressive",
     "digits_mlp",
@@ -39,11 +41,23 @@ def test_required_recipes_exist_and_validate():
         ("tfc_w2a2", 2, 2),
         ("sfc_w2a2", 2, 2),
         ("lfc_w1a1", 1, 1),
+        ("tfc_w1a1_bin", 1, 1),
+        ("lfc_w1a1_bin", 1, 1),
     ],
 )
 def test_uniform_recipe_bits(name, w, a):
     r = load_recipe(name)
     assert r.weight_bits == [w] * 4 and r.act_bits == [a] * 3
+
+
+def test_binarized_input_recipes_are_their_8_bit_input_twins_but_for_the_input():
+    for name in ("tfc_w1a1", "lfc_w1a1"):
+        base, binar = load_recipe(name), load_recipe(f"{name}_bin")
+        assert (base.input.mode, base.input.bits) == ("unsigned", 8)
+        assert (binar.input.mode, binar.input.bits) == ("bipolar", 1)
+        assert binar.model_dump(exclude={"name", "input"}) == base.model_dump(
+            exclude={"name", "input"}
+        )
 
 
 def test_progressive_recipes_decrease_with_depth():
@@ -95,6 +109,14 @@ BAD = [
         "quant.weights: expected 3 bitwidths (one per layer), got 2",
     ),
     (lambda d: d["dataset"].update(name="imagenet"), "field 'dataset.name'"),
+    (
+        lambda d: d["input"].update(mode="bipolar"),
+        "field 'input': input.mode bipolar is 1 bit: set input.bits to 1, got 4",
+    ),
+    (
+        lambda d: d["input"].update(mode="signed"),
+        "field 'input.mode': Input should be 'unsigned' or 'bipolar', got 'signed'",
+    ),
 ]
 
 

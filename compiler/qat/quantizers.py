@@ -45,6 +45,11 @@ def act_quant(bits: int, scaling: Scaling = "power_of_two", signed: bool = False
     return base.let(bit_width=bits)
 
 
+def bipolar_input_quant() -> type:
+    """Binarized input (BNN-PYNQ): the sign of its argument, {-1, +1}, scale 1."""
+    return SignedBinaryActPerTensorConst
+
+
 def input_quant(bits: int) -> type:
     """Input quantizer: unsigned ``bits``-bit over [0, 1), fixed scale 2**-bits."""
     return Uint8ActPerTensorFixedPoint.let(

@@ -38,9 +38,18 @@ class Arch(_Strict):
 
 
 class InputQuant(_Strict):
-    """Input quantization: unsigned, ``bits`` bits, the range [0, 1) at power-of-two scale."""
+    """Input quantization: ``unsigned``, ``bits`` bits over [0, 1) at power-of-two scale; or
+    ``bipolar`` (BNN-PYNQ's binarized input): sign(2x - 1) in {-1, +1}, one bit, so the first
+    layer of a 1-bit-weight network is XNOR and popcount like the others."""
 
     bits: Annotated[int, Field(ge=1, le=MAX_INPUT_BITS)] = 8
+    mode: Literal["unsigned", "bipolar"] = "unsigned"
+
+    @model_validator(mode="after")
+    def _bipolar_is_one_bit(self) -> InputQuant:
+        if self.mode == "bipolar" and self.bits != 1:
+            raise ValueError(f"input.mode bipolar is 1 bit: set input.bits to 1, got {self.bits}")
+        return self
 
 
 class Quant(_Strict):

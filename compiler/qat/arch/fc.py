@@ -3,7 +3,7 @@
 Each hidden layer is QuantLinear -> BatchNorm1d -> (Dropout) -> activation quantizer (or the
 BatchNorm folded into the QuantLinear, or none, by ``arch.batchnorm``); the last
 layer is a QuantLinear with an integer-quantized bias whose output is the logits. The input
-is quantized to an unsigned fixed-point value in [0, 1).
+is quantized to an unsigned fixed-point value in [0, 1), or binarized as sign(2x - 1).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from brevitas.quant.scaled_int import IntBias
 from torch import nn
 
 from compiler.qat.bn_fold import QuantLinearBNFold
-from compiler.qat.quantizers import act_quant, input_quant, weight_quant
+from compiler.qat.quantizers import act_quant, bipolar_input_quant, input_quant, weight_quant
 from compiler.qat.quantnet import QuantLinearQuantNet
 from compiler.qat.recipe import Recipe
 
@@ -27,9 +27,9 @@ class FC(nn.Module):
         scaling = recipe.quant.scaling
         bias_quant = IntBias.let(bit_width=recipe.quant.bias_bits)
         in_features = math.prod(input_shape)
-        self.input_quant = QuantIdentity(
-            act_quant=input_quant(recipe.input.bits), return_quant_tensor=True
-        )
+        self.bipolar_input = recipe.input.mode == "bipolar"
+        q = bipolar_input_quant() if self.bipolar_input else input_quant(recipe.input.bits)
+        self.input_quant = QuantIdentity(act_quant=q, return_quant_tensor=True)
         layers: list[nn.Module] = []
         widths = [in_features, *recipe.arch.hidden]
         for i, (wb, ab) in enumerate(zip(recipe.weight_bits, recipe.act_bits, strict=False)):
@@ -76,7 +76,10 @@ class FC(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.input_quant(x.flatten(1))
+        x = x.flatten(1)
+        if self.bipolar_input:  # exported as Mul, Add before the BipolarQuant: host edge ops
+            x = 2.0 * x - 1.0
+        x = self.input_quant(x)
         return self.layers(x)
 
     def linear_layers(self) -> list[QuantLinear]:
