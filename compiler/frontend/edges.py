@@ -16,7 +16,7 @@ import numpy as np
 
 from compiler.errors import TaperError
 from compiler.frontend.finn_passes import OUTPUT_EDGE_OPS, SHAPE_OPS, is_hw
-from compiler.frontend.load import describe
+from compiler.frontend.load import describe, origin
 from compiler.ir.model import FloatStep, InputEdge, OutputEdge
 from compiler.ir.types import IntType
 
@@ -296,11 +296,15 @@ def _unmapped(model, node, source: str) -> str:
     dt = model.get_tensor_datatype(node.input[0]) if node.input else None
     if node.op_type in ("MatMul", "Gemm") and dt is not None and not dt.is_integer():
         return _float_input(node, source)
-    if node.op_type in UNSUPPORTED_LAYERS:
+    # FINN's CNN passes make Transposes, sliding windows and pools of the user's Conv/MaxPool
+    o = origin(node) or ""
+    user_op = o[o.rfind("(") + 1 : -1] if o.endswith(")") else None
+    if node.op_type in UNSUPPORTED_LAYERS or user_op in UNSUPPORTED_LAYERS:
+        kind = UNSUPPORTED_LAYERS.get(node.op_type) or UNSUPPORTED_LAYERS[user_op]
+        who = describe(node) if node.op_type in UNSUPPORTED_LAYERS else o
         return (
-            f"{source}: node {describe(node)}: {UNSUPPORTED_LAYERS[node.op_type]} layers are "
-            "not supported yet (taper compiles fully connected networks: MatMul/Gemm layers "
-            "with quantized activations)"
+            f"{source}: node {who}: {kind} layers are not supported yet (taper compiles fully "
+            "connected networks: MatMul/Gemm layers with quantized activations)"
         )
     return (
         f"{source}: node {describe(node)}: neither a hardware layer nor a host "

@@ -37,6 +37,21 @@ covered by a test in ``tests/test_finn_compat.py`` that fails when upstream chan
   (``_unit_bipolar_scales`` splits the scale off); the output edge's float32 constants map a
   reference's output back to integers too coarsely (``exact_thresholds`` also takes the
   float64 ones).
+- CNNs (a Conv or MaxPool in the graph; an MLP never runs these passes): FINN's CNV order
+  (step_streamline, step_convert_to_hw, tests/end2end/test_end2end_bnn_pynq.py). Streamline
+  as for MLPs, then qonnx's LowerConvsToMatMul (Transpose, Im2Col, MatMul per Conv),
+  MakeMaxPoolNHWC, AbsorbTransposeIntoMultiThreshold, MakeMaxPoolNHWC,
+  AbsorbConsecutiveTransposes, the rest as for MLPs, InferDataLayouts; to HW: the MVAU and
+  Thresholding passes, then InferFMPadding, InferPool, InferConvInpGen (FMPadding before a
+  padded window), RemoveCNVtoFCFlatten, AbsorbConsecutiveTransposes, InferDataLayouts. The
+  NCHW->NHWC Transpose in front stays outside the HW nodes. Found on the way (tests in
+  ``tests/test_cnn_frontend.py``): ``Absorb1BitMulIntoConv``/``IntoMatMul`` check weights
+  one Python call each (15 s per Streamline on CNV; ``whole_array_weight_checks``, for MLPs
+  too: the same booleans); in the float64 copy the float32 tensors
+  FINN adds break ONNX shape inference and LowerConvsToMatMul finds no Conv output shape
+  (``_float64_value_infos``); the Im2Col and MatMul LowerConvsToMatMul makes have no node to
+  inherit an origin from (``_transform``'s ``chains``); FINN pads a bipolar stream with -1
+  where Brevitas pads with 0 (``check_supported`` refuses a padded Conv of a bipolar input).
 - The estimate analyses need specialized nodes (``MVAU_hls``...), while only the generic nodes execute in Python (``*_hls`` need Vitis for cppsim): the finn
   reference executes the generic graph saved before specialization (``finn_hw.onnx``).
 """
@@ -88,9 +103,11 @@ def is_hw(node) -> bool:
     return node.domain.startswith(HW_DOMAIN)
 
 
-def _transform(model, t):
+def _transform(model, t, chains: bool = False):
     """``model.transform(t)``; new nodes inherit the origin of the node they replace (same
-    data input, else same output), and a failure is a TaperError naming the user's node."""
+    data input, else same output), and a failure is a TaperError naming the user's node.
+    With ``chains`` (the CNN passes), a new node still without one inherits the origin of
+    the new node making its data input."""
     import re
 
     by_input, by_output = {}, {}
@@ -141,10 +158,20 @@ def _transform(model, t):
                 d = next(iter(removed))
             if d is not None:
                 n.doc_string = d
+    # Still unknown: a node inside a chain the pass made of one node (a Conv lowered to
+    # Transpose, Im2Col, MatMul, Transpose) is made of what makes its data input.
+    made = {}
+    old_names = {n.name for n in model.graph.node}
+    for n in new.graph.node if chains else ():
+        if origin(n) is None and n.input and n.input[0] in made:
+            n.doc_string = made[n.input[0]]
+        if n.name not in old_names and origin(n) is not None:
+            made.update((o, n.doc_string) for o in n.output)
     return new
 
 
-def _tidy(model):
+def _tidy(model, retype: bool = False):
+    """qonnx's tidy-up passes; ``retype``: float64 shapes first (``_float64_value_infos``)."""
     from qonnx.transformation.fold_constants import FoldConstants
     from qonnx.transformation.general import (
         GiveReadableTensorNames,
@@ -154,6 +181,8 @@ def _tidy(model):
     from qonnx.transformation.infer_datatypes import InferDataTypes
     from qonnx.transformation.infer_shapes import InferShapes
 
+    if retype:
+        _float64_value_infos(model)
     for t in (
         InferShapes(),
         FoldConstants(),
@@ -279,6 +308,18 @@ def check_supported(model) -> None:
                     "scale per tensor there); use a per-tensor activation quantizer "
                     "(Brevitas: scaling_per_output_channel=False)"
                 )
+    for n in g.node:
+        if n.op_type != "Conv" or not any(_attr(n, "pads", [])):
+            continue
+        prev = producer.get(n.input[0])
+        while prev is not None and prev.op_type in SHAPE_OPS | {"MaxPool"}:
+            prev = producer.get(prev.input[0])
+        if prev is not None and prev.op_type == "BipolarQuant":
+            raise TaperError(
+                f"{src}: node {describe(n)}: zero padding of a bipolar (±1) input "
+                f"({describe(prev)}): FINN's 1-bit streams pad with -1, not 0; use padding=0 "
+                "or a 2-bit activation before this convolution"
+            )
     # A bipolar input is thresholded on the host only in front of an XNOR layer.
     first = consumer(g.input[0].name)
     if first is not None and first.op_type == "BipolarQuant":
@@ -403,6 +444,33 @@ def exact_identity_ops() -> Iterator[None]:
         RemoveIdentityOps.apply = original
 
 
+@contextlib.contextmanager
+def whole_array_weight_checks() -> Iterator[None]:
+    """FINN's ``Absorb1BitMulIntoConv`` and ``Absorb1BitMulIntoMatMul`` (inside every
+    Streamline) check the signed weights with ``np.vectorize(lambda x: Wdt.allowed(x))``: one
+    Python call and one ``np.isin`` per weight, 15 s on CNV's 1.1 M conv weights, each time.
+    ``DataType.allowed`` takes whole arrays; inside this context FINN's absorb module gets a
+    numpy whose ``vectorize(f)`` calls ``f`` once on the array (the same booleans)."""
+    import types
+
+    import finn.transformation.streamline.absorb as absorb
+
+    class WholeArrayNumpy(types.ModuleType):
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def vectorize(f):
+            return lambda a: np.asarray(f(np.asarray(a)))
+
+    original = absorb.np
+    absorb.np = WholeArrayNumpy("numpy")
+    try:
+        yield
+    finally:
+        absorb.np = original
+
+
 def streamline(model):
     """QONNX -> FINN dialect, streamlined to integer MatMuls between MultiThresholds."""
     from qonnx.transformation.infer_datatypes import InferDataTypes
@@ -411,7 +479,7 @@ def streamline(model):
     check_supported(model)
     for t in (_unit_bipolar_scales(), InferShapes(), InferDataTypes()):
         model = _transform(model, t)
-    with exact_identity_ops():
+    with exact_identity_ops(), whole_array_weight_checks():
         return _streamline(model)
 
 
@@ -423,6 +491,7 @@ def _streamline(model):
     from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
     from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
 
+    cnn = is_cnn(model)
     model = _tidy(_transform(model, ConvertQONNXtoFINN()))
     for t in (
         absorb.AbsorbSignBiasIntoMultiThreshold(),
@@ -430,6 +499,7 @@ def _streamline(model):
         Streamline(),
         MoveScalarLinearPastInvariants(),
         Streamline(),
+        *(_lower_convs() if cnn else ()),
         absorb.AbsorbAddIntoMultiThreshold(),
         absorb.AbsorbMulIntoMultiThreshold(),
         ConvertBipolarMatMulToXnorPopcount(),
@@ -438,12 +508,63 @@ def _streamline(model):
         _half_even_ties(),
         RoundAndClipThresholds(),
     ):
-        model = _tidy(_transform(model, t))
+        model = _tidy(_transform(model, t, chains=cnn), retype=cnn)
+    if cnn:
+        model = _cnn_layouts(model)
     return model
 
 
+CNN_OPS = {"Conv", "MaxPool"}
+
+
+def is_cnn(model) -> bool:
+    """The graph has convolutions or pooling: the CNN passes run (an MLP never sees them)."""
+    return any(n.op_type in CNN_OPS for n in model.graph.node)
+
+
+def _lower_convs() -> tuple:
+    """FINN's CNN streamlining (step_streamline's ``need_lowering`` passes): each Conv becomes
+    NCHW->NHWC Transpose, Im2Col and MatMul; MaxPools and MultiThresholds work in NHWC and the
+    Transposes between them cancel, leaving one at the input and one before the flatten."""
+    import finn.transformation.streamline.absorb as absorb
+    from finn.transformation.streamline.reorder import MakeMaxPoolNHWC
+    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
+
+    return (
+        LowerConvsToMatMul(),
+        MakeMaxPoolNHWC(),
+        absorb.AbsorbTransposeIntoMultiThreshold(),
+        MakeMaxPoolNHWC(),
+        absorb.AbsorbConsecutiveTransposes(),
+    )
+
+
+def _float64_value_infos(model) -> None:
+    """In a float64 copy (``precision.as_float64``), the tensors FINN's passes add are
+    float32: ONNX shape inference then fails at the first op mixing both, and the shapes
+    after it are lost (LowerConvsToMatMul and InferConvInpGen need them). Make them float64
+    too, as the copy's other tensors."""
+    from onnx import TensorProto
+
+    g = model.graph
+    if g.input[0].type.tensor_type.elem_type != TensorProto.DOUBLE:
+        return
+    inits = {t.name for t in g.initializer}
+    for vi in g.value_info:
+        if vi.name not in inits and vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+            vi.type.tensor_type.elem_type = TensorProto.DOUBLE
+
+
+def _cnn_layouts(model):
+    """Tensor layouts (NCHW, NHWC...) annotated, which the conversion to HW layers reads."""
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+
+    return _transform(model, InferDataLayouts(), chains=True)
+
+
 def to_hw(model):
-    """Streamlined graph -> FINN's generic HW layers (MVAU, Thresholding)."""
+    """Streamlined graph -> FINN's generic HW layers (MVAU, Thresholding; for a CNN also
+    FMPadding, ConvolutionInputGenerator, Pool)."""
     from finn.transformation.fpgadataflow.convert_to_hw.binary_matrix_vector_activation import (
         InferBinaryMatrixVectorActivation,
     )
@@ -454,13 +575,44 @@ def to_hw(model):
         InferThresholdingLayer,
     )
 
+    cnn = is_cnn_streamlined(model)
     for t in (
         InferBinaryMatrixVectorActivation(),
         InferQuantizedMatrixVectorActivation(),
         InferThresholdingLayer(),
+        *(_cnn_to_hw() if cnn else ()),
     ):
-        model = _transform(model, t)
+        model = _transform(model, t, chains=cnn)
+        if cnn:  # the CNN passes read tensor shapes
+            model = _tidy(model, retype=True)
     return _tidy(model)
+
+
+def is_cnn_streamlined(model) -> bool:
+    """A streamlined graph made of a CNN (sliding windows or NHWC pooling)."""
+    return any(n.op_type in ("Im2Col", "MaxPoolNHWC", "MaxPool") for n in model.graph.node)
+
+
+def _cnn_to_hw() -> tuple:
+    """FINN's conversion of the CNN ops left after streamlining: Im2Col becomes a
+    ConvolutionInputGenerator (with an FMPadding before it when the Conv pads), MaxPoolNHWC a
+    Pool; the Transpose + Reshape before the first fully connected layer go (its weights are
+    permuted to NHWC order instead)."""
+    import finn.transformation.streamline.absorb as absorb
+    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
+    from finn.transformation.fpgadataflow.convert_to_hw.fm_padding import InferFMPadding
+    from finn.transformation.fpgadataflow.convert_to_hw.pool import InferPool
+    from finn.transformation.move_reshape import RemoveCNVtoFCFlatten
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+
+    return (
+        InferFMPadding(),
+        InferPool(),
+        InferConvInpGen(),
+        RemoveCNVtoFCFlatten(),
+        absorb.AbsorbConsecutiveTransposes(),
+        InferDataLayouts(),
+    )
 
 
 def exact_thresholds(hw32, hw64) -> None:

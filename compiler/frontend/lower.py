@@ -44,6 +44,8 @@ def lower_node(model, node, source: str) -> Layer:
     base = (
         node.op_type.rsplit("_", 1)[0] if node.op_type.endswith(("_hls", "_rtl")) else node.op_type
     )
+    if base not in ("MVAU", "Thresholding"):  # before reading attributes they may not have
+        raise TaperError(f"{source}: node {describe(node)}: no IR layer for this op yet")
     name = sanitize(node.name)
     input_type = IntType.parse(a("inputDataType"))
     n_vectors = int(np.prod(a("numInputVectors")))
