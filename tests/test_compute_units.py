@@ -127,7 +127,40 @@ def test_block_rams_go_to_the_memories_saving_most_luts_within_the_board():
     G.assign_styles(m, params, None)
     assert [p["W_STYLE"] for p in params] == ['"block"'] * 3
     G.assign_styles(m, params, 100)
-    assert [p["W_STYLE"] for p in params] == ['"logic"', '"block"', '"block"']
+    assert [p["W_STYLE"] for p in params] == ['"block"'] * 3
+    # the 43 block RAMs left hold the low 86 x 36 bits of each 4096-bit word of layer 0;
+    # its other 1,000 bits are in LUTs
+    assert [p.get("W_SPLIT") for p in params] == [3096, None, None]
+    parts = G.memory_parts(layers[0], params[0])
+    assert parts == {"W_STYLE": (256, 3096, "block"), "W_SPLIT": (256, 1000, "logic")}
+    assert sum(G.rom_bram36(d, w) for d, w, s in parts.values() if s == "block") == 43
+
+
+def _split_model() -> tuple[Model, np.ndarray]:
+    """One 2-bit-weight layer whose weight ROM (64 words of 128 bits) goes to block RAM; its
+    raw accumulators are the output, so that any weight bit read wrong shows."""
+    rng = np.random.default_rng(5)
+    u2, s2 = IntType(2, False), IntType(2, True)
+    layer = _layer(rng, 0, u2, s2, 64, 64, 4, 16)
+    edge = InputEdge(kind="identity", in_shape=(64,), shape=(64,), out_type=u2)
+    m = Model(name="t", input_edge=edge, layers=[layer], output_edge=OutputEdge(out_shape=()))
+    m.check()
+    return m, rng.integers(0, 4, size=(12, 64))
+
+
+def test_weights_split_between_block_ram_and_luts_are_bit_and_cycle_exact(monkeypatch):
+    """A board with one block RAM: the low 72 of the 128 bits of each weight word in it, the
+    rest in LUTs, and the layer computes exactly what it did, at the cycles it did."""
+    m, q = _split_model()
+    monkeypatch.setattr(G, "_board_bram36", lambda m: 1.0)
+    p = G.mvu_params(m.layers[0], "")
+    G.assign_styles(m, [p], 1.0)
+    assert (p["W_STYLE"], p["W_SPLIT"]) == ('"block"', 72)
+    want = bitexact.run_hardware(m, q)[m.output_tensor]
+    pat = {"in_valid": Pattern.random(30, 3, VALID), "out_ready": Pattern.random(30, 4, READY)}
+    rtl = simulate.run(m, q, **pat)
+    np.testing.assert_array_equal(rtl.outputs, want)
+    assert cycle_difference(m, rtl, **pat) is None
 
 
 @pytest.mark.xdist_group("yowasp")  # as the synth tests: YoWASP's Yosys compiled once

@@ -12,7 +12,9 @@
 // The input vector is double-buffered, so the next frame streams in while this one is
 // computed and the unit sustains one frame every NF*SF cycles. Weights and thresholds are
 // ROMs with a registered read port, in block RAM or LUTs as W_STYLE / T_STYLE say (the
-// generator decides by size and width). The pipeline (issue, address register, weight read,
+// generator decides by size and width); with W_SPLIT the low W_SPLIT bits of every weight word
+// are in block RAM and the rest in LUTs, when the board's block RAMs run out mid-layer (block
+// RAM gives 72 bits per cycle each: a fast layer may need more than the board has). The pipeline (issue, address register, weight read,
 // compressor level, dot product, accumulator, threshold/output register) stalls as a whole
 // while the output word is not taken, which keeps it correct under any backpressure.
 module taper_mvu #(
@@ -36,6 +38,8 @@ module taper_mvu #(
     parameter WEIGHT_FILE = "weights.mem",
     parameter THRESH_FILE = "thresholds.mem",
     parameter W_STYLE = "auto",    // weight ROM: "block" (block RAM), "logic" (LUTs) or "auto"
+    parameter W_SPLIT = 0,         // 0 < W_SPLIT < WW: low bits in block RAM, the rest in LUTs
+    parameter WEIGHT_FILE_HI = "weights_hi.mem",  // with W_SPLIT: the bits above W_SPLIT
     parameter T_STYLE = "auto"     // threshold ROM, likewise
 ) (
     input  logic                     clk,
@@ -61,12 +65,8 @@ module taper_mvu #(
     localparam AW = (N_THRESH > 0) ? ((T_BITS > ACC_BITS) ? T_BITS : ACC_BITS) + 1 : ACC_BITS;
 
     // ---- parameter memories
-    (* rom_style = W_STYLE, ram_style = W_STYLE *) logic [WW-1:0] wmem [0:NF*SF-1];
     (* rom_style = T_STYLE, ram_style = T_STYLE *) logic [TW-1:0] tmem [0:NF-1];
-    initial begin
-        $readmemh(WEIGHT_FILE, wmem);
-        if (N_THRESH > 0) $readmemh(THRESH_FILE, tmem);
-    end
+    initial if (N_THRESH > 0) $readmemh(THRESH_FILE, tmem);
 
     // ---- input double buffer: writer fills buffer wb, compute reads buffer rb
     logic [SIMD*IN_BITS-1:0] ibuf [0:(2 << SB)-1];  // buffer b, word s at {b, s}
@@ -137,9 +137,25 @@ module taper_mvu #(
         if (!stall) begin
             ra <= waddr;
             x_q <= ibuf[{rb, sf}];
-            w_q <= wmem[ra];
         end
     end
+    generate
+        if (W_SPLIT > 0 && W_SPLIT < WW) begin : g_wsplit
+            (* rom_style = "block", ram_style = "block" *)
+            logic [W_SPLIT-1:0] wmem_lo [0:NF*SF-1];
+            (* rom_style = "logic", ram_style = "logic" *)
+            logic [WW-W_SPLIT-1:0] wmem_hi [0:NF*SF-1];
+            initial begin
+                $readmemh(WEIGHT_FILE, wmem_lo);
+                $readmemh(WEIGHT_FILE_HI, wmem_hi);
+            end
+            always_ff @(posedge clk) if (!stall) w_q <= {wmem_hi[ra], wmem_lo[ra]};
+        end else begin : g_w
+            (* rom_style = W_STYLE, ram_style = W_STYLE *) logic [WW-1:0] wmem [0:NF*SF-1];
+            initial $readmemh(WEIGHT_FILE, wmem);
+            always_ff @(posedge clk) if (!stall) w_q <= wmem[ra];
+        end
+    endgenerate
     // a reset of no use but to stop Yosys packing x_q -> x_q2 -> R3 into shift-register LUTs
     always_ff @(posedge clk) begin
         if (!rst_n) x_q2 <= '0;

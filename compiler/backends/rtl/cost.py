@@ -75,7 +75,7 @@ def ram_cells(depth: int, width: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Memory:
-    name: str  # W_STYLE / T_STYLE: the taper_mvu parameter
+    name: str  # W_STYLE / T_STYLE (W_SPLIT: the weights' part in LUTs): taper_mvu's parameter
     depth: int
     width: int
     style: str  # "logic" or "block"
@@ -98,10 +98,7 @@ def memories(layer: Layer, p: dict | None = None) -> list[Memory]:
     """The layer's parameter memories, in the styles of ``p`` (as ``generate.assign_styles``
     set them), else each in the style ``generate.ram_style`` picks for it alone."""
     p = params(layer) if p is None else p
-    return [
-        Memory(k, d, w, str(p[k]).strip('"') if k in p else G.ram_style(d, w))
-        for k, (d, w) in G.memory_shapes(layer, p).items()
-    ]
+    return [Memory(k, d, w, style) for k, (d, w, style) in G.memory_parts(layer, p).items()]
 
 
 def features(
@@ -147,13 +144,14 @@ def features(
     )
     ww = pe * layer.simd * layer.weight_type.bits
     style = {m.name: m.style for m in mems}
+    w_logic = sum(m.width for m in mems if m.name in ("W_STYLE", "W_SPLIT") and m.style == "logic")
     ff.update(
         # level 1 of the heap (about 2 bits of every 3) registered, or its operands again,
         # whichever takes fewer flip-flops (taper_mvu's L1REG)
         heap_reg=min(2 * heap / 3 + pe * heap_width(layer, aw), ww + xw),
         acc=3 * pe * aw,  # the dot product, the accumulator, the completed sum
         # the input word read twice; the weights read (a block RAM's own output register)
-        operands=2 * xw + (ww if style.get("W_STYLE") == "logic" else 0),
+        operands=2 * xw + w_logic,
         # the thresholds read (in a block RAM: its register) and again a stage later
         tmem=pe * n * tb * (2 if style.get("T_STYLE") == "logic" else 1),
     )

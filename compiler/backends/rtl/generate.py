@@ -120,19 +120,72 @@ def memory_shapes(layer: Layer, p: dict) -> dict[str, tuple[int, int]]:
 def assign_styles(m: Model, params: list[dict], bram36: float | None) -> None:
     """Set every memory's style parameter: "block" for those ``ram_style`` puts in block RAM,
     the most LUTs saved per block RAM first, while their block RAMs stay within ``bram36``
-    (the board's; None: no limit); "logic" for the rest."""
+    (the board's; None: no limit); "logic" for the rest, but for the first weight memory that
+    does not fit: the block RAMs left hold its low bits (``W_SPLIT``). Block RAM reads 72 bits
+    per cycle, so a fast layer can need more of them than the board has, and a part of it in
+    LUTs costs less than all of it."""
     mems = []
     for layer, p in zip(m.layers, params, strict=True):
+        p.pop("W_SPLIT", None)
+        p.pop("WEIGHT_FILE_HI", None)
         for key, (depth, width) in memory_shapes(layer, p).items():
             p[key] = '"logic"'
             if ram_style(depth, width) == "block":
                 b = rom_bram36(depth, width)
                 mems.append((rom_luts(depth, width) / b, b, p, key))
-    used = 0.0
+    used, split = 0.0, False
     for _, b, p, key in sorted(mems, key=lambda e: -e[0]):
         if bram36 is None or used + b <= bram36:
             p[key] = '"block"'
             used += b
+        elif key == "W_STYLE" and not split:
+            split = True
+            depth = int(p["MH"]) // int(p["PE"]) * (int(p["MW"]) // int(p["SIMD"]))
+            width = int(p["PE"]) * int(p["SIMD"]) * int(p["W_BITS"])
+            bits = split_bits(depth, width, bram36 - used)
+            if bits:
+                p.update(W_STYLE='"block"', W_SPLIT=bits)
+                p["WEIGHT_FILE_HI"] = str(p["WEIGHT_FILE"]).replace(
+                    "_weights.mem", "_weights_hi.mem"
+                )
+                used += rom_bram36(depth, bits)
+
+
+def split_bits(depth: int, width: int, bram36: float) -> int:
+    """The most low bits of a ``depth`` x ``width`` memory that ``bram36`` block RAMs hold
+    (0: none, or all of it: no split)."""
+    best = 0
+    for d, w in BRAM18_SHAPES:
+        best = max(best, int(2 * bram36 + 1e-9) // -(-depth // d) * w)
+    return best if 0 < best < width and ram_style(depth, best) == "block" else 0
+
+
+def memory_parts(layer: Layer, p: dict) -> dict[str, tuple[int, int, str]]:
+    """(depth, width, style) of each parameter memory as the RTL has them: the style
+    parameter's, and with ``W_SPLIT`` the weights' block RAM part (``W_STYLE``) and their
+    LUT part (``W_SPLIT``)."""
+    parts = {}
+    for key, (depth, width) in memory_shapes(layer, p).items():
+        style = str(p.get(key, f'"{ram_style(depth, width)}"')).strip('"')
+        split = int(p.get("W_SPLIT", 0)) if key == "W_STYLE" else 0
+        if split:
+            parts[key] = (depth, split, "block")
+            parts["W_SPLIT"] = (depth, width - split, "logic")
+        else:
+            parts[key] = (depth, width, style)
+    return parts
+
+
+def _split_words(words: list[str], bits: int, width: int) -> tuple[list[str], list[str]]:
+    """Hex words of ``width`` bits -> (their low ``bits``, the rest), as hex words."""
+    lo_d, hi_d = -(-bits // 4), -(-(width - bits) // 4)
+    mask = (1 << bits) - 1
+    lo, hi = [], []
+    for word in words:
+        v = int(word, 16)
+        lo.append(f"{v & mask:0{lo_d}x}")
+        hi.append(f"{v >> bits:0{hi_d}x}")
+    return lo, hi
 
 
 def _signed_bits(lo: int, hi: int) -> int:
@@ -377,12 +430,15 @@ def generate(m: Model, out: Path, mem_prefix: str = "") -> dict:
     params = []
     for layer in m.layers:
         ident(layer.name)
-        kind = rtl_kind(layer)
-        p = kind.params(layer, mem_prefix)
-        params.append(p)
-        for mem, words in kind.memories(layer, p).items():
-            write_text(out / f"{layer.name}_{mem}.mem", "\n".join(words) + "\n")
+        params.append(rtl_kind(layer).params(layer, mem_prefix))
     assign_styles(m, params, _board_bram36(m))
+    for layer, p in zip(m.layers, params, strict=True):
+        for mem, words in rtl_kind(layer).memories(layer, p).items():
+            if mem == "weights" and "W_SPLIT" in p:
+                width = layer.pe * layer.simd * int(p["W_BITS"])
+                words, hi = _split_words(words, int(p["W_SPLIT"]), width)
+                write_text(out / f"{layer.name}_weights_hi.mem", "\n".join(hi) + "\n")
+            write_text(out / f"{layer.name}_{mem}.mem", "\n".join(words) + "\n")
     top, text = top_verilog(m, params)
     for f in LIBRARY_FILES:
         shutil.copyfile(LIBRARY / f, out / f)
@@ -417,11 +473,11 @@ def generate(m: Model, out: Path, mem_prefix: str = "") -> dict:
                     key: {
                         "depth": d,
                         "width": w,
-                        "style": str(p[key]).strip('"'),
-                        "lut": rom_luts(d, w) if p[key] == '"logic"' else 0,
-                        "bram36": rom_bram36(d, w) if p[key] == '"block"' else 0,
+                        "style": style,
+                        "lut": rom_luts(d, w) if style == "logic" else 0,
+                        "bram36": rom_bram36(d, w) if style == "block" else 0,
                     }
-                    for key, (d, w) in memory_shapes(layer, p).items()
+                    for key, (d, w, style) in memory_parts(layer, p).items()
                 },
             }
             for layer, p in zip(m.layers, params, strict=True)
