@@ -86,7 +86,10 @@ def test_step_code_covers_its_own_code_not_the_whole_package(tmp_path):
 @pytest.fixture(scope="module")
 def unsw_build(tmp_path_factory):
     d = tmp_path_factory.mktemp("flow") / "unsw"
-    flow.run(d, flow.Source.onnx(UNSW), flow.Options(samples=64), until="verify", quiet=True)
+    # what is tested is the flow: 100k FPS (not the default, the fastest that fits) keeps the
+    # Verilator build small
+    opts = flow.Options(samples=64, target_fps=1e5)
+    flow.run(d, flow.Source.onnx(UNSW), opts, until="verify", quiet=True)
     return d
 
 

@@ -182,7 +182,7 @@ def test_any_file_name_gives_valid_identifiers_and_a_working_rtl(tmp_path, taper
     src = tmp_path / f"TFC (copy) ü {'L' * 70}.onnx"
     src.write_bytes(UNSW.read_bytes())
     out = tmp_path / "o"
-    r = taper("compile", src, "--out", out)
+    r = taper("compile", src, "--out", out, "--target-fps", "1e5")  # a small design
     assert r.returncode == 0, r.stderr
     from compiler import ir
     from compiler.frontend.compile import model_name
