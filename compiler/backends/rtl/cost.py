@@ -101,6 +101,15 @@ def memories(layer: Layer, p: dict | None = None) -> list[Memory]:
     return [Memory(k, d, w, style) for k, (d, w, style) in G.memory_parts(layer, p).items()]
 
 
+def dwc_terms(layer: Layer, in_elems: int | None) -> tuple[int, int]:
+    """Register bits and mux inputs of the width converter from words of ``in_elems``
+    elements to ``layer``'s (none when they match)."""
+    if in_elems is None or in_elems == layer.in_elems:
+        return 0, 0
+    bits = (in_elems + layer.in_elems) * layer.input_type.bits
+    return bits, bits * _ceil_div(layer.in_elems + 2, 4)
+
+
 def features(
     layer: Layer, in_elems: int | None = None, p: dict | None = None
 ) -> tuple[dict, dict, list[Memory]]:
@@ -110,10 +119,7 @@ def features(
     p = params(layer) if p is None else p
     mems = memories(layer, p)
     stream = layer.in_width
-    dwc_bits = dwc_mux = 0
-    if in_elems is not None and in_elems != layer.in_elems:
-        dwc_bits = (in_elems + layer.in_elems) * layer.input_type.bits
-        dwc_mux = dwc_bits * _ceil_div(layer.in_elems + 2, 4)
+    dwc_bits, dwc_mux = dwc_terms(layer, in_elems)
     n = int(p.get("N_THRESH", 0))
     tb = int(p.get("T_BITS", 0))
     pe = layer.pe
@@ -460,6 +466,51 @@ def fits(est: dict, lut: float, bram36: float) -> bool:
     return est["lut"] <= LUT_MARGIN * lut and est["bram36"] <= BRAM_MARGIN * bram36
 
 
+def _dwc_share(layer: Layer, in_elems: int | None, c: dict, lut: float) -> float:
+    bits, mux = dwc_terms(layer, in_elems)
+    return (c["lut"]["dwc"] * mux) / lut
+
+
+def plan(
+    m: Model, ii: int, lut: float, bram36: float, table: list[list[Choice]] | None = None
+) -> list[Choice]:
+    """The foldings of ``m``'s layers of at most ``ii`` cycles each whose summed shares of the
+    board (``Choice.score``, each layer's memories in its own best style) and of the width
+    converters between them are least: a layer's PE sets the word its successor reads, so
+    folding each layer alone can pick converters costing more than the layers (PE 8 into
+    SIMD 512). Dynamic programming over the layers, keyed by the elements per word a layer
+    sends. ``table``: every layer's ``all_choices`` (computed once by the caller)."""
+    c = coefficients()
+    table = table or [all_choices(x, lut, bram36, c) for x in m.layers]
+    best: dict[int | None, tuple[float, list[Choice]]] = {None: (0.0, [])}
+    for layer, options in zip(m.layers, table, strict=True):
+        nxt: dict[int | None, tuple[float, list[Choice]]] = {}
+        for ch in options:
+            if ch.cycles > ii:
+                continue
+            f = refold(layer, ch.pe, ch.simd)
+            own = ch.score(lut, bram36)
+            for prev, (total, picks) in best.items():
+                t = total + own + (_dwc_share(f, prev, c, lut) if picks else 0.0)
+                key = f.out_elems
+                if key not in nxt or t < nxt[key][0]:
+                    nxt[key] = (t, [*picks, ch])
+        if not nxt:
+            raise Unreachable(layer.name, min(ch.cycles for ch in options))
+        best = nxt
+    return min(best.values(), key=lambda e: e[0])[1]
+
+
+def all_choices(layer: Layer, lut: float, bram36: float, c: dict | None = None) -> list[Choice]:
+    """Every folding of the layer with its estimate (alone, no width converter before it)."""
+    c = c or coefficients()
+    out = []
+    for pe, simd in foldings(layer):
+        f = refold(layer, pe, simd)
+        out.append(Choice(pe, simd, f.cycles, estimate_layer(f, None, c)))
+    return out
+
+
 def _fold_model(m: Model, picks: list[Choice], bram36: float) -> Folding:
     layers = [refold(x, c.pe, c.simd) for x, c in zip(m.layers, picks, strict=True)]
     folded = dataclasses.replace(m, layers=layers)
@@ -483,11 +534,11 @@ def choose_folding(m: Model, lut: float, bram36: float, target_ii: int | None) -
     ``target_ii``."""
     c = coefficients()
     opts = [choices(x, lut, bram36, c) for x in m.layers]
+    table = [all_choices(x, lut, bram36, c) for x in m.layers]
     floor_ii = max(o[0].cycles for o in opts)
 
     def at(ii: int) -> Folding:
-        picks = [cheapest(o, ii, lut, bram36) for o in opts]
-        f = _fold_model(m, picks, bram36)  # type: ignore[arg-type]
+        f = _fold_model(m, plan(m, ii, lut, bram36, table), bram36)
         f.fits = fits(f.estimate, lut, bram36)
         return f
 
