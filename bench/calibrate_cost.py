@@ -89,13 +89,20 @@ def nnls(a: np.ndarray, b: np.ndarray, iters: int = 20000) -> np.ndarray:
         return x
 
 
-def fit(rows: list[dict], key: str, terms: tuple[str, ...]) -> dict[str, float]:
-    """Coefficients minimising the relative error (rows weighted by 1/actual)."""
-    a = np.array([[r[f"{key}_f"][t] for t in terms] for r in rows], dtype=float)
+def fit(
+    rows: list[dict], key: str, terms: tuple[str, ...], fixed: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Coefficients minimising the relative error (rows weighted by 1/actual); the terms in
+    ``fixed`` keep their values (their part is taken off first)."""
+    fixed = fixed or {}
+    free = [t for t in terms if t not in fixed]
+    a = np.array([[r[f"{key}_f"][t] for t in free] for r in rows], dtype=float)
     y = np.array([r[key] for r in rows], dtype=float)
+    y_free = y - np.array([sum(v * r[f"{key}_f"][t] for t, v in fixed.items()) for r in rows])
     w = 1.0 / np.maximum(y, 20.0)
-    x = nnls(a * w[:, None], y * w)
-    return {t: round(float(v), 4) for t, v in zip(terms, x, strict=True)}
+    x = nnls(a * w[:, None], y_free * w)
+    got = {t: round(float(v), 4) for t, v in zip(free, x, strict=True)}
+    return {t: fixed.get(t, got.get(t, 0.0)) for t in terms}
 
 
 def errors(rows: list[dict], coeffs: dict, key: str) -> np.ndarray:
@@ -128,7 +135,7 @@ def main() -> None:
             CACHE.write_text(json.dumps({key: samples}, indent=0))
         rows += sample_rows(m, samples[tag]["synth"])  # features from the model as it is now
     coeffs = {
-        "lut": fit(rows, "lut", C.LUT_TERMS),
+        "lut": fit(rows, "lut", C.LUT_TERMS, C.FIXED_LUT),
         "ff": fit(rows, "ff", C.FF_TERMS),
     }
     e_lut, e_ff = errors(rows, coeffs, "lut"), errors(rows, coeffs, "ff")
@@ -141,7 +148,8 @@ def main() -> None:
         "ff_mean_abs_rel_error": round(float(np.mean(np.abs(e_ff))), 4),
         "bram36_max_abs_error": float(np.max(np.abs(e_bram))),
     }
-    out = {**coeffs, "calibrated": True, "fit": stats}
+    fixed = {k: "structural, not fitted (see compiler/backends/rtl/cost.py)" for k in C.FIXED_LUT}
+    out = {**coeffs, "calibrated": True, "fixed": fixed, "fit": stats}
     C.COEFFS_FILE.write_text(json.dumps(out, indent=1) + "\n")
     for r, el in zip(rows, e_lut, strict=True):
         print(

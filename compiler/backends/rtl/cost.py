@@ -17,7 +17,11 @@ changes). Terms (per layer, all in LUTs or FFs):
 - parameter memories (weights: NF*SF words of PE*SIMD*W_BITS; thresholds: NF words of
   PE*N_THRESH*T_BITS): in LUTs one LUT6 per bit per 64 words, or in block RAM, in the
   styles the generator gives them (``generate.assign_styles``, within the board's block RAMs;
-  the search leaves 10 % of them free);
+  the search leaves 10 % of them free). The first LUT of every bit (``rom``) is fitted; each
+  further 64 words (``rom_deep``) cost exactly one LUT6 per bit (MUXF7/F8 join them, as Yosys
+  maps a 256-word ROM: 4 LUT6 per bit), fixed at 1: the calibration's random layers keep
+  few deep memories in LUTs, and the fitted ``rom`` put lfc_w1a1_bin's 256-word weights at
+  twice what Yosys used;
 - the input double buffer (2 x 2^ceil(log2 SF) words of SIMD*IN_BITS) in distributed RAM
   (RAM32M/RAM64M cells) and its read multiplexers;
 - the stream FIFO in front of the layer, per stream bit, and its width converter (a buffer
@@ -47,7 +51,10 @@ from compiler.ir.types import IntType
 COEFFS_FILE = Path(str(files("compiler.backends.rtl"))) / "cost_coeffs.json"
 
 # the features of each fitted quantity; cost_coeffs.json holds one coefficient per name
-LUT_TERMS = ("heap", "heap_out", "acc", "cmp", "thr", "rom", "ibuf", "stream", "dwc", "const")
+LUT_TERMS = (
+    "heap", "heap_out", "acc", "cmp", "thr", "rom", "rom_deep", "ibuf", "stream", "dwc", "const",
+)  # fmt: skip
+FIXED_LUT = {"rom_deep": 1.0}  # structural, not fitted (see above)
 FF_TERMS = ("heap_reg", "acc", "operands", "tmem", "out", "stream", "dwc", "const")
 
 
@@ -126,7 +133,14 @@ def features(
     out = pe * int(p["OUT_BITS"])
     lut = dict.fromkeys(LUT_TERMS, 0.0)
     ff = dict.fromkeys(FF_TERMS, 0.0)
-    lut.update(stream=stream, dwc=dwc_mux, const=1.0, rom=sum(m.lut for m in mems))
+    logic = [m for m in mems if m.style == "logic" and m.depth > 2]
+    lut.update(
+        stream=stream,
+        dwc=dwc_mux,
+        const=1.0,
+        rom=sum(m.width for m in logic),
+        rom_deep=sum(m.width * (_ceil_div(m.depth, 64) - 1) for m in logic),
+    )
     ff.update(out=out, stream=stream, dwc=dwc_bits, const=1.0, tmem=pe * n * tb)
     if isinstance(layer, Thresholding):
         lut["thr"] = pe * n * tb  # N comparators of T_BITS per lane
@@ -165,7 +179,7 @@ def features(
 
 
 DEFAULT_COEFFS = {
-    "lut": {"heap": 1.0, "heap_out": 1.0, "acc": 1.0, "cmp": 0.5, "thr": 0.5, "rom": 1.0, "ibuf": 1.0,
+    "lut": {"heap": 1.0, "heap_out": 1.0, "acc": 1.0, "cmp": 0.5, "thr": 0.5, "rom": 1.0, "rom_deep": 1.0, "ibuf": 1.0,
             "stream": 0.5, "dwc": 1.0, "const": 30.0},
     "ff": {"heap_reg": 0.5, "acc": 3.0, "operands": 1.0, "tmem": 1.0, "out": 1.0,
            "stream": 1.0, "dwc": 1.0, "const": 40.0},
