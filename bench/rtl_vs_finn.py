@@ -1,15 +1,17 @@
 """taper's RTL against FINN's estimates and BNN-PYNQ's published LFC-W1A1.
 
-    .venv/bin/python bench/rtl_vs_finn.py [--skip-synth] [--models tfc,lfc] [--skip-path]
-                                          [--finn-folding]
+    .venv/bin/python bench/rtl_vs_finn.py [--skip-synth] [--models tfc,tfc_w2a2,lfc,lfc_bin]
+                                          [--skip-path] [--finn-folding]
 
-For TFC_1W1A (../shared/zoo) at 1,000,000 img/s and the lfc_w1a1 recipe at 356,633 img/s
-(BNN-PYNQ's measured LFC-W1A1 rate), folded by taper for that target at 100 MHz, or with
+For TFC_1W1A (../shared/zoo) and the tfc_w2a2 recipe at 1,000,000 img/s, the lfc_w1a1 recipe
+(8-bit input) and lfc_w1a1_bin (binarized input, as BNN-PYNQ's) at 356,633 img/s (BNN-PYNQ's
+measured LFC-W1A1 rate), folded by taper's cost model for that target at 100 MHz, or with
 --finn-folding as FINN's SetFolding folded them (bench/foldings/, recorded when taper still
 used it; the numbers in commit messages before the cost model are at these foldings): our
 measured II (Verilator) against FINN's estimated cycles, our Yosys LUT/FF/BRAM against
-FINN's estimate and BNN-PYNQ's published numbers (28,360 LUT, 110 BRAM36 on the xc7z020),
-and the memory style the generator chose per layer (W weights, T thresholds). Then the time of the whole path QONNX -> bit-exact Verilator run of 1,000 inputs
+FINN's estimate, taper's cost model's estimate (its error against Yosys) and BNN-PYNQ's
+published numbers (28,360 LUT, 110 BRAM36 on the xc7z020), and the memory style the
+generator chose per layer (W weights, T thresholds; S the weights' part in LUTs). Then the time of the whole path QONNX -> bit-exact Verilator run of 1,000 inputs
 for TFC_1W1A, cold (empty Verilator cache) and warm. Yosys and Vivado count differently.
 """
 
@@ -42,7 +44,9 @@ def model_source(name: str) -> Path:
 
 
 def row(name: str, fps: float, synth: bool, folding: Path | None = None) -> dict:
-    from compiler.backends.rtl import simulate
+    from compiler.backends.rtl import cost, simulate
+    from compiler.boards import board as get_board
+    from compiler.errors import TaperError
     from compiler.frontend.compile import CompileOptions, compile_model
     from compiler.sim import bitexact
 
@@ -53,7 +57,10 @@ def row(name: str, fps: float, synth: bool, folding: Path | None = None) -> dict
         folding=str(folding) if folding else None,
         recipe=recipe,
     )
-    m = compile_model(model_source(name), d, opts, quiet=True)
+    try:
+        m = compile_model(model_source(name), d, opts, quiet=True)
+    except TaperError as e:  # the cost model finds no folding reaching the target that fits
+        return {"model": name, "target_fps": fps, "error": str(e)}
     finn_cycles = max(e["cycles"] for e in m.estimates.values())
     finn_lut = sum(e.get("LUT", 0) for e in m.estimates.values())
     finn_bram18 = sum(e.get("BRAM_18K", 0) for e in m.estimates.values())
@@ -72,6 +79,8 @@ def row(name: str, fps: float, synth: bool, folding: Path | None = None) -> dict
         "finn_lut": finn_lut,
         "finn_bram36": finn_bram18 / 2,
         "folding": [(layer.pe, layer.simd) for layer in m.layers],
+        # as the generator sizes the memories: within the board's block RAMs
+        "cost_lut": cost.estimate(m, get_board(m.board).bram36)["lut"],
     }
     if synth:
         from compiler import flow
@@ -85,7 +94,7 @@ def row(name: str, fps: float, synth: bool, folding: Path | None = None) -> dict
         design = json.loads((d / "rtl" / "design.json").read_text())
         out["memories"] = {
             layer["name"]: {
-                k[0]: f"{v['depth']}x{v['width']} {v['style']}"
+                {"W_SPLIT": "S"}.get(k, k[0]): f"{v['depth']}x{v['width']} {v['style']}"
                 for k, v in layer["memories"].items()
             }
             for layer in design["layers"]
@@ -118,7 +127,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--skip-synth", action="store_true", help="no Yosys runs (minutes for LFC)")
     ap.add_argument(
-        "--models", default="tfc,lfc", help="comma-separated subset of tfc, lfc (default both)"
+        "--models",
+        default="tfc,tfc_w2a2,lfc,lfc_bin",
+        help="comma-separated subset of tfc, tfc_w2a2, lfc, lfc_bin (default all)",
     )
     ap.add_argument("--skip-path", action="store_true", help="no QONNX -> Verilator timing")
     ap.add_argument(
@@ -127,23 +138,32 @@ def main() -> None:
     args = ap.parse_args()
     cases = {
         "tfc": ("TFC_1W1A.onnx", 1e6, FOLDINGS / "TFC_1W1A_finn_1M.json"),
+        "tfc_w2a2": ("tfc_w2a2", 1e6, None),
         "lfc": ("lfc_w1a1", BNN_PYNQ_LFC["fps"], FOLDINGS / "lfc_w1a1_finn_356633.json"),
+        "lfc_bin": ("lfc_w1a1_bin", BNN_PYNQ_LFC["fps"], None),
     }
     rows = []
     for k in args.models.split(","):
         name, fps, folding = cases[k]
+        if args.finn_folding and folding is None:
+            continue
         rows.append(row(name, fps, not args.skip_synth, folding if args.finn_folding else None))
     print(
         "| model | target img/s | PE,SIMD per layer | FINN est. cycles | IR II | measured II "
-        "| latency | img/s @100 MHz | Yosys LUT | FINN LUT est. | Yosys FF | Yosys BRAM36 "
-        "| FINN BRAM36 est. |"
+        "| latency | img/s @100 MHz | Yosys LUT | taper est. LUT | FINN LUT est. | Yosys FF "
+        "| Yosys BRAM36 | FINN BRAM36 est. |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        if "error" in r:
+            print(f"| {r['model']} | {r['target_fps']:,.0f} | {r['error']} |")
+            continue
+        y = r.get("yosys_lut")
+        est = f"{r['cost_lut']:,.0f}" + (f" ({r['cost_lut'] / y - 1:+.0%})" if y else "")
         print(
             f"| {r['model']} | {r['target_fps']:,.0f} | {r['folding']} | {r['finn_cycles']} | {r['ir_ii']} "
             f"| {r['rtl_ii']:g} | {r['rtl_latency']} | {100e6 / r['rtl_ii']:,.0f} "
-            f"| {_n(r.get('yosys_lut'))} | {r['finn_lut']:,.0f} | {_n(r.get('yosys_ff'))} "
+            f"| {_n(y)} | {est} | {r['finn_lut']:,.0f} | {_n(r.get('yosys_ff'))} "
             f"| {r.get('yosys_bram36', '-')} | {r['finn_bram36']:g} |"
         )
         for name, mems in r.get("memories", {}).items():
