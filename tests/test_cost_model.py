@@ -67,12 +67,14 @@ def test_max_is_the_fastest_folding_that_fits():
 
 
 def _share(layers, lut, bram):
-    """The search's objective: each layer's share of the board (its memories in their own
-    best style) and the share of the width converter in front of it."""
+    """The search's objective: each layer's share of the board (its memories in the styles
+    taking the least of it) and the share of the width converter in front of it."""
+    c = C.coefficients()
     total, prev = 0.0, None
     for x in layers:
-        e = C.estimate_layer(x, prev)
+        e = C._cheapest_styles(x, lut, bram, c)
         total += e["lut"] / lut + e["bram36"] / bram
+        total += C._dwc_share(x, prev, c, lut) if prev is not None else 0.0
         prev = x.out_elems
     return total
 

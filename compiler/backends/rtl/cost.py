@@ -434,14 +434,32 @@ def refold(layer: Layer, pe: int, simd: int) -> Layer:
     return dataclasses.replace(layer, pe=pe, simd=simd)
 
 
+def _cheapest_styles(layer: Layer, lut: float, bram36: float, c: dict) -> dict[str, float]:
+    """The layer's estimate with its memories in the styles that take the least share of the
+    board: a memory block RAM would take at 70 LUTs per BRAM36 (thresholds 16 x 704) costs
+    more of a full board than its LUTs (the generator puts it in LUTs once the block RAMs
+    are taken)."""
+    import itertools
+
+    p = params(layer)
+    keys = list(G.memory_shapes(layer, p))
+    best = None
+    for styles in itertools.product(("block", "logic"), repeat=len(keys)):
+        q = {**p, **{k: f'"{st}"' for k, st in zip(keys, styles, strict=True)}}
+        e = estimate_layer(layer, None, c, q)
+        score = e["lut"] / lut + (e["bram36"] / bram36 if bram36 else 0.0)
+        if best is None or score < best[0]:
+            best = (score, e)
+    return best[1]  # type: ignore[index]
+
+
 def choices(layer: Layer, lut: float, bram36: float, coeffs: dict | None = None) -> list[Choice]:
     """The layer's foldings, each the cheapest for its cycles, fastest first."""
     c = coeffs or coefficients()
     best: dict[int, Choice] = {}
     for pe, simd in foldings(layer):
         f = refold(layer, pe, simd)
-        e = estimate_layer(f, None, c)
-        ch = Choice(pe, simd, f.cycles, e)
+        ch = Choice(pe, simd, f.cycles, _cheapest_styles(f, lut, bram36, c))
         old = best.get(ch.cycles)
         if old is None or ch.score(lut, bram36) < old.score(lut, bram36):
             best[ch.cycles] = ch
@@ -504,12 +522,13 @@ def plan(
 
 
 def all_choices(layer: Layer, lut: float, bram36: float, c: dict | None = None) -> list[Choice]:
-    """Every folding of the layer with its estimate (alone, no width converter before it)."""
+    """Every folding of the layer with its estimate (alone, no width converter before it,
+    its memories in their cheapest styles)."""
     c = c or coefficients()
     out = []
     for pe, simd in foldings(layer):
         f = refold(layer, pe, simd)
-        out.append(Choice(pe, simd, f.cycles, estimate_layer(f, None, c)))
+        out.append(Choice(pe, simd, f.cycles, _cheapest_styles(f, lut, bram36, c)))
     return out
 
 
