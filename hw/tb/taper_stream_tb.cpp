@@ -1,0 +1,151 @@
+// taper single-stream testbench for Verilator: drives one AXI-stream-like unit (s_tdata,
+// s_tvalid, s_tready -> m_tdata, m_tvalid, m_tready; clk, active-low rst_n) with the source's
+// valid and the sink's ready following seeded random patterns, and records every handshake.
+// The top may hold several units behind an 8-bit `sel` input (a test wraps many parameter
+// sets into one Verilated model); `sel` picks the one the ports reach.
+//
+//   Vtb IN_FILE OUT_FILE MAX_CYCLES SEL N_OUT VALID_SPEC READY_SPEC TAIL
+//
+// IN_FILE holds one input word per line in hex (most significant digit first). OUT_FILE gets
+// "I <cycle>" for every accepted input word and "O <cycle> <hex>" for every output word.
+// The run ends TAIL cycles after the N_OUT-th output word (extra words are recorded too), or
+// fails at MAX_CYCLES. Pattern specs, one bit per cycle t (t = 0: first cycle after reset):
+//   "1"            always 1
+//   "r:P:S:SALT"   bit = mix(key + t) % 100 >= P, key = mix(S * 2 + SALT), as taper_tb.cpp
+// The source offers a new word at cycle t when its valid bit is 1 and holds it until taken.
+// "tb_top.h" (generated) includes the model and defines `Top`.
+#include "tb_top.h"
+#include "verilated.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+using Words = std::vector<uint32_t>;  // least significant 32-bit word first
+
+static Words parse_hex(const std::string& s) {
+    Words w;
+    int n = static_cast<int>(s.size());
+    for (int end = n; end > 0; end -= 8) {
+        int begin = end - 8 < 0 ? 0 : end - 8;
+        w.push_back(static_cast<uint32_t>(std::stoul(s.substr(begin, end - begin), nullptr, 16)));
+    }
+    return w;
+}
+
+template <typename T> static void put(T& port, const Words& w) {
+    uint64_t v = 0;
+    for (size_t i = 0; i < w.size() && i < 2; i++) v |= static_cast<uint64_t>(w[i]) << (32 * i);
+    port = static_cast<T>(v);
+}
+template <std::size_t N> static void put(VlWide<N>& port, const Words& w) {
+    for (std::size_t i = 0; i < N; i++) port[i] = i < w.size() ? w[i] : 0;
+}
+template <typename T> static std::string hex(const T& port) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(port));
+    return buf;
+}
+template <std::size_t N> static std::string hex(const VlWide<N>& port) {
+    std::string s;
+    char buf[16];
+    for (std::size_t i = N; i-- > 0;) {
+        std::snprintf(buf, sizeof buf, "%08x", port[i]);
+        s += buf;
+    }
+    return s;
+}
+
+static uint64_t mix(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+struct Pattern {
+    bool always = true;
+    uint64_t key = 0, percent = 0;
+    bool at(uint64_t t) const { return always || mix(key + t) % 100 >= percent; }
+};
+
+static bool parse_pattern(const std::string& spec, Pattern& p) {
+    if (spec == "1") return true;
+    unsigned long long pc = 0, seed = 0, salt = 0;
+    if (std::sscanf(spec.c_str(), "r:%llu:%llu:%llu", &pc, &seed, &salt) != 3 || pc > 99) return false;
+    p.always = false;
+    p.percent = pc;
+    p.key = mix(seed * 2 + salt);
+    return true;
+}
+
+int main(int argc, char** argv) {
+    if (argc != 9) {
+        std::fprintf(stderr, "usage: %s IN OUT MAX_CYCLES SEL N_OUT VALID_SPEC READY_SPEC TAIL\n", argv[0]);
+        return 2;
+    }
+    std::ifstream in(argv[1]);
+    std::vector<Words> inputs;
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty()) inputs.push_back(parse_hex(line));
+    uint64_t max_cycles = std::strtoull(argv[3], nullptr, 10);
+    unsigned sel = static_cast<unsigned>(std::strtoul(argv[4], nullptr, 10));
+    uint64_t n_out = std::strtoull(argv[5], nullptr, 10);
+    Pattern valid, ready;
+    if (!parse_pattern(argv[6], valid) || !parse_pattern(argv[7], ready)) {
+        std::fprintf(stderr, "pattern: expected 1 or r:PERCENT:SEED:SALT\n");
+        return 2;
+    }
+    uint64_t tail = std::strtoull(argv[8], nullptr, 10);
+    FILE* out = std::fopen(argv[2], "w");
+    if (!out) { std::perror(argv[2]); return 2; }
+
+    VerilatedContext ctx;
+    ctx.commandArgs(1, argv);
+    Top top{&ctx};
+    top.sel = sel;
+    top.clk = 0;
+    top.rst_n = 0;
+    top.s_tvalid = 0;
+    top.m_tready = 0;
+    for (int i = 0; i < 4; i++) {
+        top.clk = 0; top.eval();
+        top.clk = 1; top.eval();
+    }
+    top.rst_n = 1;
+
+    size_t next = 0;
+    uint64_t outs = 0, cycle = 0, stop = max_cycles;
+    bool offering = false;
+    for (; cycle < max_cycles && cycle < stop; cycle++) {
+        top.clk = 0;
+        if (!offering && next < inputs.size() && valid.at(cycle)) {
+            put(top.s_tdata, inputs[next]);
+            offering = true;
+        }
+        top.s_tvalid = offering;
+        top.m_tready = ready.at(cycle);
+        top.eval();
+        bool in_fire = top.s_tvalid && top.s_tready;
+        bool out_fire = top.m_tvalid && top.m_tready;
+        if (in_fire) std::fprintf(out, "I %llu\n", (unsigned long long)cycle);
+        if (out_fire) {
+            std::fprintf(out, "O %llu %s\n", (unsigned long long)cycle, hex(top.m_tdata).c_str());
+            if (++outs == n_out) stop = cycle + 1 + tail;
+        }
+        top.clk = 1;
+        top.eval();
+        if (in_fire) { next++; offering = false; }
+    }
+    top.final();
+    std::fclose(out);
+    if (outs < n_out) {
+        std::fprintf(stderr, "timeout: %llu of %llu output words after %llu cycles\n",
+                     (unsigned long long)outs, (unsigned long long)n_out, (unsigned long long)cycle);
+        return 3;
+    }
+    return 0;
+}

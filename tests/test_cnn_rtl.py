@@ -1,0 +1,345 @@
+"""The CNN library units in Verilator against numpy: hw/rtl/taper_swg.sv (sliding windows,
+im2col with padding) and hw/rtl/taper_maxpool.sv, every output word, with random stalls on
+both sides and, never stalled, the exact cycle of every word against the cycle rules their
+headers document.
+
+One Verilated model holds every parameter set (a generated top selects one by `sel`), driven
+by hw/tb/taper_stream_tb.cpp; the build is cached by content like the generator's."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler.backends.rtl import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+RTL = ROOT / "hw" / "rtl"
+TB = ROOT / "hw" / "tb" / "taper_stream_tb.cpp"
+FRAMES = 3
+
+
+@dataclass(frozen=True)
+class SWG:
+    ifm: int
+    c: int
+    simd: int
+    bits: int
+    k: int
+    s: int
+    pad: int
+    pad_value: int = 0
+    lines_param: int = 0  # LINES; 0: the unit's default
+
+    @property
+    def cf(self) -> int:
+        return self.c // self.simd
+
+    @property
+    def ofm(self) -> int:
+        return (self.ifm + 2 * self.pad - self.k) // self.s + 1
+
+    def hi(self, r: int) -> int:
+        return min(max(r * self.s - self.pad + self.k, 0), self.ifm)
+
+    @property
+    def lines(self) -> int:
+        """LINES as the unit sets it by default (its header)."""
+        if self.lines_param:
+            return self.lines_param
+        lo_last = min(max((self.ofm - 1) * self.s - self.pad, 0), self.ifm)
+        need = max(self.k + self.s, self.ifm + self.hi(0) - lo_last)
+        return 1 << (need - 1).bit_length()
+
+    def verilog(self) -> str:
+        return (
+            f"taper_swg #(.IFM_DIM({self.ifm}), .C({self.c}), .SIMD({self.simd}), "
+            f".ELEM_BITS({self.bits}), .K({self.k}), .S({self.s}), .PAD({self.pad}), "
+            f".PAD_VALUE({self.pad_value}), .LINES({self.lines_param}))"
+        )
+
+
+@dataclass(frozen=True)
+class Pool:
+    ifm: int
+    c: int
+    pe: int
+    bits: int
+    k: int
+    signed: int
+
+    simd = property(lambda self: self.pe)
+    cf = property(lambda self: self.c // self.pe)
+    ofm = property(lambda self: self.ifm // self.k)
+
+    def verilog(self) -> str:
+        return (
+            f"taper_maxpool #(.IFM_DIM({self.ifm}), .C({self.c}), .PE({self.pe}), "
+            f".ELEM_BITS({self.bits}), .SIGNED({self.signed}), .K({self.k}))"
+        )
+
+
+SWGS = [
+    SWG(4, 1, 1, 1, 1, 1, 0),  # 1x1: input and output rates equal
+    SWG(5, 3, 3, 2, 3, 1, 1),  # 3x3 same-padding, SIMD = C
+    SWG(6, 4, 1, 3, 3, 2, 1),  # stride 2, SIMD 1
+    SWG(7, 3, 1, 4, 5, 1, 2, pad_value=5),  # 5x5, pad 2 with a non-zero pad value
+    SWG(8, 4, 4, 2, 2, 2, 0),  # 2x2 stride 2
+    SWG(9, 1, 1, 4, 3, 2, 0),  # odd size: the last row and column are never read
+    SWG(4, 4, 4, 1, 1, 2, 1),  # pad >= K: output rows wholly in the padding
+    SWG(5, 3, 1, 3, 5, 2, 2),
+    SWG(6, 1, 1, 2, 2, 1, 1),
+    SWG(9, 4, 4, 3, 3, 1, 0),  # no padding: the window slides over the whole line buffer
+    SWG(9, 4, 4, 3, 3, 1, 0, lines_param=4),  # K + 1 lines: slower at frame starts
+    SWG(6, 4, 1, 3, 3, 2, 1, lines_param=4),
+    SWG(5, 1, 1, 2, 1, 2, 2, lines_param=2),
+]
+POOLS = [
+    Pool(4, 1, 1, 1, 2, 0),
+    Pool(5, 3, 3, 3, 2, 1),  # odd: the last row and column are dropped
+    Pool(9, 4, 1, 4, 3, 1),
+    Pool(8, 4, 2, 2, 4, 0),
+    Pool(6, 3, 1, 4, 1, 0),  # K = 1: identity
+    Pool(7, 4, 4, 4, 2, 1),
+]
+UNITS = SWGS + POOLS
+
+
+def wrapper(units: list) -> str:
+    iw = max(u.simd * u.bits for u in units)
+    lines = [
+        "module cnn_top (",
+        "    input logic clk, input logic rst_n, input logic [7:0] sel,",
+        f"    input logic [{iw - 1}:0] s_tdata, input logic s_tvalid, output logic s_tready,",
+        f"    output logic [{iw - 1}:0] m_tdata, output logic m_tvalid, input logic m_tready",
+        ");",
+    ]
+    mux = []
+    for i, u in enumerate(units):
+        w = u.simd * u.bits
+        lines += [
+            f"    logic [{w - 1}:0] m{i}; logic v{i}, r{i};",
+            f"    {u.verilog()} u{i} (.clk(clk), .rst_n(rst_n), .s_tdata(s_tdata[{w - 1}:0]),",
+            f"        .s_tvalid(s_tvalid && sel == 8'd{i}), .s_tready(r{i}), .m_tdata(m{i}),",
+            f"        .m_tvalid(v{i}), .m_tready(m_tready && sel == 8'd{i}));",
+        ]
+        mux.append(
+            f"            8'd{i}: begin s_tready = r{i}; m_tvalid = v{i}; "
+            f"m_tdata = {iw}'(m{i}); end"
+        )
+    lines += [
+        "    always_comb begin",
+        "        s_tready = 1'b0; m_tvalid = 1'b0; m_tdata = '0;",
+        "        case (sel)",
+        *mux,
+        "            default: ;",
+        "        endcase",
+        "    end",
+        "endmodule",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("cnn_rtl_src")
+    for f in ("taper_swg.sv", "taper_maxpool.sv"):
+        (src / f).write_bytes((RTL / f).read_bytes())
+    (src / "cnn_top.sv").write_text(wrapper(UNITS))
+    cache = simulate.DEFAULT_CACHE
+    d = cache / simulate.content_key(src, TB, b"cnn_rtl")
+    exe = d / "obj" / "Vtb"
+    if not exe.is_file():
+        with simulate.cache_entry(cache, d.name, src, "cnn_top", TB) as stage:
+            files = ["taper_swg.sv", "taper_maxpool.sv", "cnn_top.sv", TB.name]
+            simulate.verilate(stage, "cnn_top", files, "Vtb", "verilator build", cache)
+    return exe
+
+
+def pack(codes: np.ndarray, lanes: int, bits: int) -> list[int]:
+    """Elements (already unsigned codes) in stream order -> words of `lanes`, lane 0 low."""
+    codes = codes.reshape(-1, lanes).astype(np.int64)
+    return [sum(int(v) << (k * bits) for k, v in enumerate(row)) for row in codes]
+
+
+def drive(exe: Path, tmp: Path, sel: int, words: list[int], n_out: int, stall: int, seed: int):
+    """Run unit `sel`: returns (input handshake cycles, [(cycle, word)] of the output)."""
+    fin, fout = tmp / f"in{sel}_{seed}.hex", tmp / f"out{sel}_{seed}.txt"
+    fin.write_text("".join(f"{w:x}\n" for w in words))
+    valid = f"r:{stall}:{seed}:0" if stall else "1"
+    ready = f"r:{stall}:{seed}:1" if stall else "1"
+    budget = 100 * (len(words) + n_out) + 1000
+    r = subprocess.run(
+        [str(exe), fin, fout, str(budget), str(sel), str(n_out), valid, ready, "40"],
+        capture_output=True,
+        text=True,
+        cwd=exe.parent,
+    )
+    assert r.returncode == 0, r.stderr
+    ins, outs = [], []
+    for rec in fout.read_text().splitlines():
+        p = rec.split()
+        if p[0] == "I":
+            ins.append(int(p[1]))
+        else:
+            outs.append((int(p[1]), int(p[2], 16)))
+    return ins, outs
+
+
+def swg_reference(u: SWG, x: np.ndarray) -> np.ndarray:
+    """x (frames, ifm, ifm, c) codes -> (frames, ofm, ofm, k, k, c): im2col, (ky, kx, c)."""
+    p = u.pad
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=u.pad_value)
+    out = np.empty((len(x), u.ofm, u.ofm, u.k, u.k, u.c), dtype=np.int64)
+    for oy in range(u.ofm):
+        for ox in range(u.ofm):
+            out[:, oy, ox] = xp[:, oy * u.s : oy * u.s + u.k, ox * u.s : ox * u.s + u.k, :]
+    return out
+
+
+def swg_reference_strided(u: SWG, x: np.ndarray) -> np.ndarray:
+    """The same windows by stride tricks (a second, independent reading)."""
+    p = u.pad
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=u.pad_value)
+    w = np.lib.stride_tricks.sliding_window_view(xp, (u.k, u.k), axis=(1, 2))
+    w = w[:, :: u.s, :: u.s][:, : u.ofm, : u.ofm]  # (f, oy, ox, c, ky, kx)
+    return w.transpose(0, 1, 2, 4, 5, 3)
+
+
+def swg_cycle_model(u: SWG, frames: int) -> tuple[list[int], list[int]]:
+    """The header's cycle rules, never stalled: (input cycles, output cycles) of every word,
+    up to the cycle the last expected word leaves plus the testbench's tail of 40."""
+    row_words, ifm, r = u.ifm * u.cf, u.ifm, u.lines
+    n_in, n_out = frames * ifm * row_words, frames * u.ofm**2 * u.k**2 * u.cf
+    wrow = wx = rbase = oy = ox = ky = kx = cf = taken = 0
+    running = False
+    ins, outs = [], []
+    t, stop = 0, None
+    while stop is None or t < stop:
+        ytop = oy * u.s - u.pad
+        lo, hi = min(max(ytop, 0), ifm), min(max(ytop + u.k, 0), ifm)
+        done = wrow - rbase
+        fire = taken < n_in and done - lo < r
+        issue = running or done >= hi
+        if issue:
+            outs.append(t + 1)
+            if len(outs) == n_out:
+                stop = t + 1 + 1 + 40
+            last = [cf == u.cf - 1, kx == u.k - 1, ky == u.k - 1, ox == u.ofm - 1]
+            running = not all(last)
+            cf = 0 if last[0] else cf + 1
+            if last[0]:
+                kx = 0 if last[1] else kx + 1
+                if last[1]:
+                    ky = 0 if last[2] else ky + 1
+                    if last[2]:
+                        ox = 0 if last[3] else ox + 1
+                        if last[3]:
+                            oy = 0 if oy == u.ofm - 1 else oy + 1
+                            rbase += ifm if oy == 0 else 0
+        if fire:
+            ins.append(t)
+            taken += 1
+            wx += 1
+            if wx == row_words:
+                wx, wrow = 0, wrow + 1
+        t += 1
+        assert t < 100_000
+    return ins, [c for c in outs if c < stop]
+
+
+def frames_of(u, rng) -> np.ndarray:
+    return rng.integers(0, 1 << u.bits, size=(FRAMES, u.ifm, u.ifm, u.c))
+
+
+def test_swg_period_model():
+    """The cycle rules with the default LINES give one frame per max(IN_WORDS, OUT_WORDS)
+    cycles in the steady state, over the whole range the header states."""
+    frames = 4
+    for ifm, k, s, pad, cf in itertools.product(
+        range(4, 10), range(1, 6), (1, 2), (0, 1, 2), range(1, 5)
+    ):
+        if ifm + 2 * pad < k:
+            continue
+        u = SWG(ifm, cf, 1, 1, k, s, pad)
+        ins, outs = swg_cycle_model(u, frames)
+        in_words, out_words = ifm * ifm * cf, u.ofm**2 * k * k * cf
+        assert len(ins) == frames * in_words
+        last = [outs[(f + 1) * out_words - 1] for f in range(frames)]
+        assert np.diff(last)[1:].tolist() == [max(in_words, out_words)] * 2, u
+        assert outs[0] == u.hi(0) * ifm * cf + 1
+
+
+@pytest.mark.parametrize("i", range(len(SWGS)), ids=[str(u) for u in SWGS])
+@pytest.mark.slow
+@pytest.mark.xdist_group("cnn_rtl")
+def test_swg(binary, tmp_path, i):
+    u = SWGS[i]
+    rng = np.random.default_rng(i)
+    x = frames_of(u, rng)
+    ref = swg_reference(u, x)
+    np.testing.assert_array_equal(ref, swg_reference_strided(u, x))
+    words = pack(x, u.simd, u.bits)
+    want = pack(ref, u.simd, u.bits)
+    in_words, out_words = len(words) // FRAMES, len(want) // FRAMES
+    assert out_words == u.ofm**2 * u.k**2 * u.cf
+    pad_word = pack(np.full(u.simd, u.pad_value), u.simd, u.bits)[0]
+    for stall, seed in [(0, 0), (30, 1), (60, 2)]:
+        ins, outs = drive(binary, tmp_path, i, words, len(want), stall, seed)
+        got = [w for _, w in outs]
+        assert got[: len(want)] == want, f"stall {stall}"
+        assert len(ins) == len(words)
+        # after the last frame only outputs wholly in the padding may come (the next frame's)
+        assert all(w == pad_word for w in got[len(want) :])
+        if stall == 0:
+            m_ins, m_outs = swg_cycle_model(u, FRAMES)
+            assert ins == m_ins
+            assert [c for c, _ in outs] == m_outs
+            last = [outs[(f + 1) * out_words - 1][0] for f in range(FRAMES)]
+            assert outs[0][0] == u.hi(0) * u.ifm * u.cf + 1
+            if not u.lines_param:  # the default line buffer: as fast as the busier side
+                assert last[2] - last[1] == max(in_words, out_words)
+
+
+def pool_reference(u: Pool, x: np.ndarray) -> np.ndarray:
+    n, k = u.ofm * u.k, u.k
+    v = x[:, :n, :n].reshape(len(x), u.ofm, k, u.ofm, k, u.c)
+    return v.max(axis=(2, 4))
+
+
+@pytest.mark.parametrize("i", range(len(POOLS)), ids=[str(u) for u in POOLS])
+@pytest.mark.slow
+@pytest.mark.xdist_group("cnn_rtl")
+def test_maxpool(binary, tmp_path, i):
+    u = POOLS[i]
+    sel = len(SWGS) + i
+    rng = np.random.default_rng(100 + i)
+    lo, hi = (-(1 << (u.bits - 1)), 1 << (u.bits - 1)) if u.signed else (0, 1 << u.bits)
+    x = rng.integers(lo, hi, size=(FRAMES, u.ifm, u.ifm, u.c))
+    mask = (1 << u.bits) - 1
+    words = pack(x & mask, u.pe, u.bits)
+    want = pack(pool_reference(u, x) & mask, u.pe, u.bits)
+    in_words, out_words = len(words) // FRAMES, len(want) // FRAMES
+    assert out_words == u.ofm**2 * u.cf
+    for stall, seed in [(0, 0), (30, 1), (60, 2)]:
+        ins, outs = drive(binary, tmp_path, sel, words, len(want), stall, seed)
+        assert [w for _, w in outs] == want, f"stall {stall}"
+        assert len(ins) == len(words)
+        if stall == 0:
+            # one input word per cycle from cycle 0; a window's word one cycle after its last
+            assert ins == list(range(len(words)))
+            n = u.ofm * u.k
+            last_of = [
+                f * in_words + ((oy * u.k + u.k - 1) * u.ifm + ox * u.k + u.k - 1) * u.cf + c
+                for f in range(FRAMES)
+                for oy in range(u.ofm)
+                for ox in range(u.ofm)
+                for c in range(u.cf)
+            ]
+            assert n <= u.ifm
+            assert [c for c, _ in outs] == [t + 1 for t in last_of]
