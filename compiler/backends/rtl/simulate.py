@@ -27,6 +27,7 @@ from compiler.sim.patterns import READY, VALID, Pattern
 from compiler.tools import tool
 
 TESTBENCH = Path(str(files("compiler.hw"))) / "tb" / "taper_tb.cpp"
+TB_IO = TESTBENCH.with_name("taper_tb_io.h")  # helpers the testbenches include
 VERILATOR_FLAGS = [
     "--cc", "--exe", "-O3", "--x-assign", "fast", "--x-initial", "fast",
     "-Wno-fatal", "-Wno-lint", "-Wno-style", "-CFLAGS", "-I..",
@@ -66,7 +67,7 @@ class RTLRun:
 
 def content_key(src: Path, testbench: Path, salt: bytes = b"") -> str:
     """Digest of a testbench and every file of a generated RTL directory: a cache key."""
-    h = hashlib.sha256(salt + testbench.read_bytes())
+    h = hashlib.sha256(salt + testbench.read_bytes() + TB_IO.read_bytes())
     for f in sorted(Path(src).iterdir()):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:20]
@@ -127,6 +128,7 @@ def cache_entry(cache: Path, key: str, src: Path, top: str, testbench: Path):
             shutil.copyfile(f, stage / f.name)
         (stage / "tb_top.h").write_text(f'#include "V{top}.h"\nusing Top = V{top};\n')
         shutil.copyfile(testbench, stage / testbench.name)
+        shutil.copyfile(TB_IO, stage / TB_IO.name)
         yield stage
         if d.exists():
             shutil.rmtree(d)
