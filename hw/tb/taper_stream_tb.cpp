@@ -11,7 +11,8 @@
 // The run ends TAIL cycles after the N_OUT-th output word (extra words are recorded too), or
 // fails at MAX_CYCLES. Pattern specs, one bit per cycle t (t = 0: first cycle after reset):
 //   "1"            always 1
-//   "r:P:S:SALT"   bit = mix(key + t) % 100 >= P, key = mix(S * 2 + SALT), as taper_tb.cpp
+//   "r:P:S:SALT"   bit = mix(key + t) % 100 >= P, key = mix(S * 2 + SALT)
+//   "f:PATH"       PATH holds one line of 0/1 characters, repeated cyclically (as taper_tb.cpp)
 // The source offers a new word at cycle t when its valid bit is 1 and holds it until taken.
 // "tb_top.h" (generated) includes the model and defines `Top`.
 #include "tb_top.h"
@@ -26,22 +27,6 @@
 
 #include "taper_tb_io.h"
 
-struct Pattern {
-    bool always = true;
-    uint64_t key = 0, percent = 0;
-    bool at(uint64_t t) const { return always || mix(key + t) % 100 >= percent; }
-};
-
-static bool parse_pattern(const std::string& spec, Pattern& p) {
-    if (spec == "1") return true;
-    unsigned long long pc = 0, seed = 0, salt = 0;
-    if (std::sscanf(spec.c_str(), "r:%llu:%llu:%llu", &pc, &seed, &salt) != 3 || pc > 99) return false;
-    p.always = false;
-    p.percent = pc;
-    p.key = mix(seed * 2 + salt);
-    return true;
-}
-
 int main(int argc, char** argv) {
     if (argc != 9) {
         std::fprintf(stderr, "usage: %s IN OUT MAX_CYCLES SEL N_OUT VALID_SPEC READY_SPEC TAIL\n", argv[0]);
@@ -55,10 +40,9 @@ int main(int argc, char** argv) {
     unsigned sel = static_cast<unsigned>(std::strtoul(argv[4], nullptr, 10));
     uint64_t n_out = std::strtoull(argv[5], nullptr, 10);
     Pattern valid, ready;
-    if (!parse_pattern(argv[6], valid) || !parse_pattern(argv[7], ready)) {
-        std::fprintf(stderr, "pattern: expected 1 or r:PERCENT:SEED:SALT\n");
-        return 2;
-    }
+    std::string err;
+    if (!parse_pattern(argv[6], valid, err)) { std::fprintf(stderr, "VALID_SPEC %s: %s\n", argv[6], err.c_str()); return 2; }
+    if (!parse_pattern(argv[7], ready, err)) { std::fprintf(stderr, "READY_SPEC %s: %s\n", argv[7], err.c_str()); return 2; }
     uint64_t tail = std::strtoull(argv[8], nullptr, 10);
     FILE* out = std::fopen(argv[2], "w");
     if (!out) { std::perror(argv[2]); return 2; }
