@@ -455,11 +455,8 @@ def _cheapest_styles(layer: Layer, lut: float, bram36: float, c: dict) -> dict[s
 
 def choices(layer: Layer, lut: float, bram36: float, coeffs: dict | None = None) -> list[Choice]:
     """The layer's foldings, each the cheapest for its cycles, fastest first."""
-    c = coeffs or coefficients()
     best: dict[int, Choice] = {}
-    for pe, simd in foldings(layer):
-        f = refold(layer, pe, simd)
-        ch = Choice(pe, simd, f.cycles, _cheapest_styles(f, lut, bram36, c))
+    for ch in all_choices(layer, lut, bram36, coeffs):
         old = best.get(ch.cycles)
         if old is None or ch.score(lut, bram36) < old.score(lut, bram36):
             best[ch.cycles] = ch
@@ -487,7 +484,7 @@ def fits(est: dict, lut: float, bram36: float) -> bool:
 
 
 def _dwc_share(layer: Layer, in_elems: int | None, c: dict, lut: float) -> float:
-    bits, mux = dwc_terms(layer, in_elems)
+    _, mux = dwc_terms(layer, in_elems)
     return (c["lut"]["dwc"] * mux) / lut
 
 
@@ -554,9 +551,9 @@ def choose_folding(m: Model, lut: float, bram36: float, target_ii: int | None) -
     (the slowest, fully folded one when none does). Unreachable when no folding reaches
     ``target_ii``."""
     c = coefficients()
-    opts = [choices(x, lut, bram36, c) for x in m.layers]
     table = [all_choices(x, lut, bram36, c) for x in m.layers]
-    floor_ii = max(o[0].cycles for o in opts)
+    floors = [min(ch.cycles for ch in t) for t in table]
+    floor_ii = max(floors)
 
     def at(ii: int) -> Folding:
         f = _fold_model(m, plan(m, ii, lut, bram36, table), bram36)
@@ -565,10 +562,9 @@ def choose_folding(m: Model, lut: float, bram36: float, target_ii: int | None) -
 
     if target_ii is not None:
         if floor_ii > target_ii:
-            i = max(range(len(opts)), key=lambda i: opts[i][0].cycles)
-            raise Unreachable(m.layers[i].name, floor_ii)
+            raise Unreachable(m.layers[floors.index(floor_ii)].name, floor_ii)
         return at(target_ii)
-    iis = sorted({ch.cycles for o in opts for ch in o if ch.cycles >= floor_ii})
+    iis = sorted({ch.cycles for t in table for ch in t if ch.cycles >= floor_ii})
     # the cheapest folding per II only gets cheaper as the II grows: bisect for the first fit
     lo, hi = 0, len(iis) - 1
     if not at(iis[hi]).fits:

@@ -132,16 +132,14 @@ def assign_styles(m: Model, params: list[dict], bram36: float | None) -> None:
             p[key] = '"logic"'
             if ram_style(depth, width) == "block":
                 b = rom_bram36(depth, width)
-                mems.append((rom_luts(depth, width) / b, b, p, key))
+                mems.append((rom_luts(depth, width) / b, b, p, key, depth, width))
     used, split = 0.0, False
-    for _, b, p, key in sorted(mems, key=lambda e: -e[0]):
+    for _, b, p, key, depth, width in sorted(mems, key=lambda e: -e[0]):
         if bram36 is None or used + b <= bram36:
             p[key] = '"block"'
             used += b
         elif key == "W_STYLE" and not split:
             split = True
-            depth = int(p["MH"]) // int(p["PE"]) * (int(p["MW"]) // int(p["SIMD"]))
-            width = int(p["PE"]) * int(p["SIMD"]) * int(p["W_BITS"])
             bits = split_bits(depth, width, bram36 - used)
             if bits:
                 p.update(W_STYLE='"block"', W_SPLIT=bits)
