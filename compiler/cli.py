@@ -663,7 +663,7 @@ def _write_vcd(m, r, path: Path, seed: int) -> None:
 
     rng = np.random.default_rng(seed)
     t = m.layers[0].input_type
-    q = rng.integers(t.min, t.max + 1, size=(r.frames, m.layers[0].in_features))
+    q = rng.integers(t.min, t.max + 1, size=(r.frames, m.layers[0].in_frame))
     if t.bipolar:
         q = np.where(q > 0, 1, -1)
     env = bitexact.run_hardware(m, q, keep=True)
@@ -719,7 +719,7 @@ def fifo(target, depths, check, as_json) -> None:
         flow.run(b.path, None, only=("rtl",), quiet=True)
         rng = np.random.default_rng(0)
         t = m.layers[0].input_type
-        q = rng.integers(t.min, t.max + 1, size=(TIMING_FRAMES, m.layers[0].in_features))
+        q = rng.integers(t.min, t.max + 1, size=(TIMING_FRAMES, m.layers[0].in_frame))
         if t.bipolar:
             q = 2 * (q > 0) - 1
         rtl = simulate.run(m, q)

@@ -45,7 +45,7 @@ def streams(m: Model) -> tuple[Stream, Stream]:
         word_bits=p.in_bits,
         dma_bytes=p.in_bytes,
         words_per_frame=p.in_words,
-        features=first.in_features,
+        features=first.in_frame,
         shape=list(m.input_edge.in_shape),
     )
     outs = Stream(
@@ -53,12 +53,12 @@ def streams(m: Model) -> tuple[Stream, Stream]:
         elem_bits=last.out_type.bits,
         signed=last.out_type.signed,
         bipolar=last.out_type.bipolar,
-        elems_per_word=last.pe,
+        elems_per_word=last.out_elems,
         word_bits=p.out_bits,
         dma_bytes=p.out_bytes,
         words_per_frame=p.out_words,
-        features=last.out_features,
-        shape=list(m.output_edge.out_shape) or [last.out_features],
+        features=last.out_frame,
+        shape=list(m.output_edge.out_shape) or [last.out_frame],
     )
     return ins, outs
 

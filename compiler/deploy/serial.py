@@ -79,10 +79,10 @@ def streams(m: Model) -> Streams:
     s = Streams(
         in_elems=in_elems(first),
         in_type=first.input_type,
-        in_words=first.in_features // in_elems(first),
-        out_elems=last.pe,
+        in_words=first.in_frame // in_elems(first),
+        out_elems=last.out_elems,
         out_type=last.out_type,
-        out_words=last.out_features // last.pe,
+        out_words=last.out_frame // last.out_elems,
     )
     for what, n in (("input", s.in_len), ("output", s.out_len)):
         if n > MAX_PAYLOAD:
@@ -127,7 +127,7 @@ def input_frames(m: Model, q: np.ndarray) -> list[bytes]:
     """One frame per row of integer inputs ``q`` (frames, in features)."""
     s = streams(m)
     q = np.asarray(q)
-    features = m.layers[0].in_features
+    features = m.layers[0].in_frame
     if q.ndim != 2 or q.shape[1] != features:
         raise TaperError(f"inputs: expected (frames, {features}) integers, got shape {q.shape}")
     if not s.in_type.contains(q):

@@ -7,8 +7,10 @@ from compiler.ir.model import (
     IntType,
     Layer,
     MatVec,
+    MaxPool,
     Model,
     OutputEdge,
+    SlidingWindow,
     Thresholding,
 )
 from compiler.ir.serialize import load, save
@@ -19,9 +21,11 @@ __all__ = [
     "IntType",
     "Layer",
     "MatVec",
+    "MaxPool",
     "Model",
     "OutputEdge",
     "FloatStep",
+    "SlidingWindow",
     "Thresholding",
     "load",
     "save",

@@ -73,7 +73,9 @@ class InputEdge(_Node):
         ``pre`` and its QONNX Quant node compute it, in float32;
       - ``thresholds``: q = count(x >= T[c]) + bias (FINN's thresholding of a float input);
       - ``identity``: the input already holds integers of ``out_type``.
-    ``in_shape`` is the float input's shape per sample; it is flattened to ``shape``.
+    ``in_shape`` is the float input's shape per sample; it is flattened to ``shape``. With
+    ``perm``, the integers of a sample are transposed by it first (the host's Transpose in
+    front of a CNN: (0, 2, 3, 1)-style NCHW -> NHWC is ``perm=(1, 2, 0)`` per sample).
     """
 
     kind: Literal["quant", "thresholds", "identity"]
@@ -87,6 +89,7 @@ class InputEdge(_Node):
     thresholds: np.ndarray | None = None  # float64 (C or 1, steps), sorted per row
     bias: int = 0
     pre: list[FloatStep] = field(default_factory=list)
+    perm: tuple[int, ...] = ()
 
 
 @dataclass(eq=False)
@@ -137,6 +140,16 @@ class Layer(_Node):
     def in_width(self) -> int:
         """Input stream width in bits."""
         return self.in_elems * self.input_type.bits
+
+    @property
+    def in_frame(self) -> int:
+        """Input elements per frame (the stream's words per frame times ``in_elems``)."""
+        raise NotImplementedError
+
+    @property
+    def out_frame(self) -> int:
+        """Output elements per frame."""
+        raise NotImplementedError
 
     @property
     def out_width(self) -> int:
@@ -203,6 +216,14 @@ class MatVec(Layer):
         return self.n_vectors * (self.in_features // self.simd) * (self.out_features // self.pe)
 
     @property
+    def in_frame(self) -> int:
+        return self.n_vectors * self.in_features
+
+    @property
+    def out_frame(self) -> int:
+        return self.n_vectors * self.out_features
+
+    @property
     def in_elems(self) -> int:
         return self.simd
 
@@ -261,6 +282,14 @@ class Thresholding(Layer):
         return self.n_vectors * (self.channels // self.pe)
 
     @property
+    def in_frame(self) -> int:
+        return self.n_vectors * self.channels
+
+    @property
+    def out_frame(self) -> int:
+        return self.n_vectors * self.channels
+
+    @property
     def in_elems(self) -> int:
         return self.pe
 
@@ -277,7 +306,130 @@ class Thresholding(Layer):
         _threshold_out(self.name, self.thresholds, self.channels, self.out_type, self.out_bias)
 
 
+def _same_type(layer: Layer) -> None:
+    if layer.out_type != layer.input_type:
+        raise ValueError(
+            f"layer {layer.name}: output type {layer.out_type}, expected the input's "
+            f"{layer.input_type}"
+        )
+
+
+@dataclass(eq=False)
+class SlidingWindow(Layer):
+    """Sliding windows of a convolution (im2col on a stream), zero padding included.
+
+    Input per frame: an ``ifm_dim`` x ``ifm_dim`` image of ``channels`` channels, row-major,
+    channels-last. Output per frame: for every output pixel (oy, ox), row-major,
+    ``ofm_dim = (ifm_dim + 2*pad - kernel) // stride + 1``, the ``kernel`` x ``kernel`` x
+    ``channels`` window in (ky, kx, c) order, c fastest (FINN's im2col order, the rows of the
+    following MatVec's weights): element (ky, kx, c) is input pixel (oy*stride - pad + ky,
+    ox*stride - pad + kx), ``pad_value`` outside the image. ``simd`` channels per word in and
+    out.
+    """
+
+    kind: ClassVar[str] = "window"
+    ifm_dim: int
+    channels: int
+    kernel: int
+    stride: int = 1
+    pad: int = 0
+    pad_value: int = 0
+    simd: int = 1
+
+    @property
+    def ofm_dim(self) -> int:
+        return (self.ifm_dim + 2 * self.pad - self.kernel) // self.stride + 1
+
+    @property
+    def in_frame(self) -> int:
+        return self.ifm_dim**2 * self.channels
+
+    @property
+    def out_frame(self) -> int:
+        return self.ofm_dim**2 * self.kernel**2 * self.channels
+
+    @property
+    def cycles(self) -> int:
+        # the unit takes one input and issues one output word per cycle, overlapped
+        return max(self.in_frame, self.out_frame) // self.simd
+
+    @property
+    def in_elems(self) -> int:
+        return self.simd
+
+    @property
+    def out_elems(self) -> int:
+        return self.simd
+
+    @property
+    def out_width(self) -> int:
+        return self.simd * self.out_type.bits
+
+    def check(self) -> None:
+        _divides(self.name, "SIMD", self.simd, self.channels)
+        _same_type(self)
+        if min(self.ifm_dim, self.channels, self.kernel, self.stride) < 1 or self.pad < 0:
+            raise ValueError(f"layer {self.name}: image, channels, kernel and stride must be >= 1")
+        if self.kernel > self.ifm_dim + 2 * self.pad:
+            raise ValueError(
+                f"layer {self.name}: kernel {self.kernel} larger than the padded image "
+                f"({self.ifm_dim} + 2*{self.pad})"
+            )
+        if self.pad and not self.input_type.contains(np.array([self.pad_value])):
+            raise ValueError(
+                f"layer {self.name}: pad value {self.pad_value} outside {self.input_type}"
+            )
+
+
+@dataclass(eq=False)
+class MaxPool(Layer):
+    """Max pooling of ``kernel`` x ``kernel`` windows with stride ``kernel`` (PyTorch's
+    MaxPool2d without ceil_mode: the last ``ifm_dim % kernel`` rows and columns are dropped).
+    Input and output channels-last, row-major, ``pe`` channels per word. Bipolar values are
+    ordered as their encodings (-1 < +1)."""
+
+    kind: ClassVar[str] = "maxpool"
+    ifm_dim: int
+    channels: int
+    kernel: int
+    pe: int = 1
+
+    @property
+    def ofm_dim(self) -> int:
+        return self.ifm_dim // self.kernel
+
+    @property
+    def in_frame(self) -> int:
+        return self.ifm_dim**2 * self.channels
+
+    @property
+    def out_frame(self) -> int:
+        return self.ofm_dim**2 * self.channels
+
+    @property
+    def cycles(self) -> int:
+        return self.in_frame // self.pe
+
+    @property
+    def in_elems(self) -> int:
+        return self.pe
+
+    @property
+    def out_width(self) -> int:
+        return self.pe * self.out_type.bits
+
+    def check(self) -> None:
+        _divides(self.name, "PE", self.pe, self.channels)
+        _same_type(self)
+        if not 1 <= self.kernel <= self.ifm_dim:
+            raise ValueError(
+                f"layer {self.name}: pool kernel {self.kernel} for a {self.ifm_dim}-pixel image"
+            )
+
+
 LAYER_KINDS: dict[str, type[Layer]] = {c.kind: c for c in (MatVec, Thresholding)}
+# Kinds whose concerns are being built (issue 15); they join LAYER_KINDS when complete.
+PENDING_KINDS: dict[str, type[Layer]] = {c.kind: c for c in (SlidingWindow, MaxPool)}
 
 
 @dataclass(eq=False)
@@ -335,8 +487,15 @@ class Model(_Node):
     def check(self) -> None:
         """Structural and numeric consistency; ValueError names the layer."""
         known = {self.input_tensor: self.input_edge.out_type}
+        elems = {self.input_tensor: int(np.prod(self.input_edge.shape))}
         for layer in self.layers:
             layer.check()
+            if layer.input in elems and elems[layer.input] != layer.in_frame:
+                raise ValueError(
+                    f"layer {layer.name}: takes {layer.in_frame} elements per frame, "
+                    f"its input {layer.input} has {elems[layer.input]}"
+                )
+            elems[layer.output] = layer.out_frame
             if layer.input not in known:
                 raise ValueError(f"layer {layer.name}: input {layer.input} is produced by no layer")
             if known[layer.input] != layer.input_type:

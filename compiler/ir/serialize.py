@@ -11,14 +11,22 @@ from typing import Any
 import numpy as np
 
 from compiler.build import atomic_write
-from compiler.ir.model import FIFO, LAYER_KINDS, FloatStep, InputEdge, Model, OutputEdge
+from compiler.ir.model import (
+    FIFO,
+    LAYER_KINDS,
+    PENDING_KINDS,
+    FloatStep,
+    InputEdge,
+    Model,
+    OutputEdge,
+)
 from compiler.ir.types import IntType
 
 IR_JSON = "ir.json"
 IR_NPZ = "ir.npz"
 FORMAT = 1
 _CLASSES = {c.__name__: c for c in (FIFO, InputEdge, Model, OutputEdge, FloatStep)}
-_CLASSES |= {c.__name__: c for c in LAYER_KINDS.values()}
+_CLASSES |= {c.__name__: c for c in (*LAYER_KINDS.values(), *PENDING_KINDS.values())}
 
 
 def _encode(obj: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
@@ -54,7 +62,9 @@ def _decode(obj: Any, arrays, classes: dict[str, type]) -> Any:
             for f in dataclasses.fields(cls):
                 if f.name in obj:
                     v = _decode(obj[f.name], arrays, classes)
-                    kwargs[f.name] = tuple(v) if f.name in ("in_shape", "shape", "out_shape") else v
+                    kwargs[f.name] = (
+                        tuple(v) if f.name in ("in_shape", "shape", "out_shape", "perm") else v
+                    )
             return cls(**kwargs)
         return {k: _decode(v, arrays, classes) for k, v in obj.items()}
     if isinstance(obj, list):

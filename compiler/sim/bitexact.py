@@ -13,7 +13,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.ir.model import InputEdge, Layer, MatVec, Model, OutputEdge, Thresholding
+from compiler.ir.model import (
+    InputEdge,
+    Layer,
+    MatVec,
+    MaxPool,
+    Model,
+    OutputEdge,
+    SlidingWindow,
+    Thresholding,
+)
 from compiler.sim import host_edges
 
 # The host edges and the multi-thresholding they share with the layers live in host_edges
@@ -59,20 +68,47 @@ def _matvec(layer: MatVec, x: np.ndarray, cache: dict) -> np.ndarray:
             w = 2 * w - 1
         cache[key] = (np.ascontiguousarray(w.T, dtype=dtype), offset)
     wt, offset = cache[key]
-    acc = x.astype(dtype, copy=False) @ wt
+    n = len(x)
+    # n_vectors input vectors per frame: one row each
+    acc = x.astype(dtype, copy=False).reshape(n * layer.n_vectors, layer.in_features) @ wt
     if offset is not None:
         acc += offset
-    if layer.thresholds is None:
-        return acc
-    return _activation(layer, acc, dtype)
+    if layer.thresholds is not None:
+        acc = _activation(layer, acc, dtype)
+    return acc.reshape(n, layer.out_frame)
 
 
 def _thresholding(layer: Thresholding, x: np.ndarray, cache: dict) -> np.ndarray:
-    return _activation(layer, x, x.dtype if x.dtype != np.int64 else np.int64)
+    n = len(x)
+    x = x.reshape(n * layer.n_vectors, layer.channels)
+    y = _activation(layer, x, x.dtype if x.dtype != np.int64 else np.int64)
+    return y.reshape(n, layer.out_frame)
+
+
+def _window(layer: SlidingWindow, x: np.ndarray, cache: dict) -> np.ndarray:
+    n, d, c, k, s, p = len(x), layer.ifm_dim, layer.channels, layer.kernel, layer.stride, layer.pad
+    img = x.reshape(n, d, d, c)
+    if p:
+        img = np.pad(img, ((0, 0), (p, p), (p, p), (0, 0)), constant_values=layer.pad_value)
+    # (n, oy, ox, c, ky, kx) views, strided by the stride; then (ky, kx, c) order per window
+    win = np.lib.stride_tricks.sliding_window_view(img, (k, k), axis=(1, 2))[:, ::s, ::s]
+    o = layer.ofm_dim
+    return win[:, :o, :o].transpose(0, 1, 2, 4, 5, 3).reshape(n, layer.out_frame)
+
+
+def _maxpool(layer: MaxPool, x: np.ndarray, cache: dict) -> np.ndarray:
+    n, d, c, k, o = len(x), layer.ifm_dim, layer.channels, layer.kernel, layer.ofm_dim
+    img = x.reshape(n, d, d, c)[:, : o * k, : o * k]
+    return img.reshape(n, o, k, o, k, c).max(axis=(2, 4)).reshape(n, layer.out_frame)
 
 
 # One kernel per IR layer kind (tests/test_ir.py checks that every kind has one).
-KERNELS = {"matvec": _matvec, "thresholding": _thresholding}
+KERNELS = {
+    "matvec": _matvec,
+    "thresholding": _thresholding,
+    "window": _window,
+    "maxpool": _maxpool,
+}
 
 
 def _layer(layer: Layer, x: np.ndarray, cache: dict) -> np.ndarray:

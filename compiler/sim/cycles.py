@@ -486,11 +486,11 @@ def _build(m: Model, depths: dict[str, int], src: _Source, sink: _Sink, sim: _Si
             raise TaperError(
                 f"layer {layer.name}: {layer.input_type.bits}-bit inputs after a {bits}-bit stream"
             )
-        words = layer.in_features // elems
+        words = layer.in_frame // elems
         if elems != layer.in_elems:
             dwc = _Dwc(sim, f"{layer.name}_dwc", elems, layer.in_elems)
             connect(dwc, name, words)
-            name, words = f"{layer.name}_dwc", layer.in_features // layer.in_elems
+            name, words = f"{layer.name}_dwc", layer.in_frame // layer.in_elems
         depth = depths[layer.input]
         if depth < 1:
             raise TaperError(f"FIFO before layer {layer.name}: depth {depth}, expected >= 1")
@@ -502,7 +502,7 @@ def _build(m: Model, depths: dict[str, int], src: _Source, sink: _Sink, sim: _Si
         units.append(unit)
         name, elems, bits = layer.name, layer.out_elems, layer.out_type.bits
     last = m.layers[-1]
-    connect(sink, name, last.out_features // last.out_elems)
+    connect(sink, name, last.out_frame // last.out_elems)
     return links, fifos, units
 
 

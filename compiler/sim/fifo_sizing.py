@@ -50,7 +50,7 @@ def size_fifos(
     """Coordinate descent from deep FIFOs: each FIFO in turn gets the smallest depth (binary
     search) that keeps the II, the others as they are, until no depth shrinks."""
     widths = {layer.input: layer.in_width for layer in m.layers}
-    words = {layer.input: layer.in_features // layer.in_elems for layer in m.layers}
+    words = {layer.input: layer.in_frame // layer.in_elems for layer in m.layers}
     before = cycles.fifo_depths(m)
     tries = 0
 

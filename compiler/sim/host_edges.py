@@ -16,7 +16,9 @@ floats are written exactly: a float32 or float64 value survives a JSON round tri
 Attributes read from an input edge: ``kind`` (``quant``, ``thresholds``, ``identity``),
 ``shape`` (integers per sample), ``out_type`` (``bits``, ``signed``, ``bipolar``, ``min``,
 ``max``, ``contains``), ``scale``, ``zero_point``, ``rounding``, ``narrow``, ``thresholds``
-(float64, (C or 1, steps), sorted per row), ``bias`` and ``pre`` (float steps). Output edge:
+(float64, (C or 1, steps), sorted per row), ``bias``, ``pre`` (float steps) and ``perm``
+(axes of a sample's integers, ``in_shape`` order, to transpose before flattening; () none,
+the NCHW -> NHWC of a CNN is (1, 2, 0)). Output edge:
 ``steps``. A float step has ``op`` (``mul``, ``add``, ``sub``, ``div``, ``softmax``, and
 last in an output edge ``topk``), ``value`` (a float32 array, or None) and ``k`` (topk).
 """
@@ -37,13 +39,21 @@ FORMAT = 1  # of the JSON form below
 def quantize(edge: Any, x: np.ndarray) -> np.ndarray:
     """The input edge's integers (N, *edge.shape) for float samples x (N, ...), as float32
     when they fit (they are at most 16 bits): what the simulator feeds its first layer."""
+    q = _quantize_flat(edge, x)
+    perm = tuple(getattr(edge, "perm", ()) or ())
+    if perm:
+        q = q.reshape(len(q), *edge.in_shape).transpose(0, *(p + 1 for p in perm))
+    return q.reshape(len(q), *edge.shape)
+
+
+def _quantize_flat(edge: Any, x: np.ndarray) -> np.ndarray:
     n = len(x)
     x = np.asarray(x).reshape(n, -1)
     if edge.kind == "identity":
         q = np.asarray(x, dtype=np.float64)
         if not np.array_equal(q, np.round(q)) or not edge.out_type.contains(q):
             raise ValueError(f"input values are not all {edge.out_type} integers")
-        return q.astype(np.float32).reshape(n, *edge.shape)
+        return q.astype(np.float32)
     if edge.kind == "quant":
         # As the reference: its float ops, then QONNX's Quant (x / scale + zero_point,
         # clipped, rounded), all in float32.
@@ -54,14 +64,14 @@ def quantize(edge: Any, x: np.ndarray) -> np.ndarray:
             v += np.float32(edge.zero_point)
         v = round_mode(v, edge.rounding)
         lo = edge.out_type.min + (1 if edge.narrow and edge.out_type.signed else 0)
-        return np.clip(v, lo, edge.out_type.max, out=v).reshape(n, *edge.shape)
+        return np.clip(v, lo, edge.out_type.max, out=v)
     if edge.kind == "thresholds":
         # The thresholds are float32 values (FINN computed them so): compare in float32.
         t = edge.thresholds.astype(np.float32)
         q = multithreshold(x.astype(np.float32, copy=False), t, np.float32)
         if edge.bias:
             q += np.float32(edge.bias)
-        return q.reshape(n, *edge.shape)
+        return q
     raise ValueError(f"unknown input edge kind {edge.kind}")
 
 
@@ -219,6 +229,7 @@ class InputSpec:
     thresholds: np.ndarray | None = None
     bias: int = 0
     pre: list[Step] = field(default_factory=list)
+    perm: tuple[int, ...] = ()
 
 
 @dataclass
@@ -269,6 +280,7 @@ def input_edge_to_json(edge: Any) -> dict:
         "thresholds_shape": None if edge.thresholds is None else list(np.shape(edge.thresholds)),
         "bias": int(edge.bias),
         "pre": _steps_to_json(edge.pre),
+        "perm": [int(p) for p in getattr(edge, "perm", ()) or ()],
     }
 
 
@@ -289,6 +301,7 @@ def input_edge_from_json(d: dict) -> InputSpec:
         else np.asarray(th, dtype=np.float64).reshape(d.get("thresholds_shape") or np.shape(th)),
         bias=int(d.get("bias", 0)),
         pre=_steps_from_json(d.get("pre", [])),
+        perm=tuple(int(p) for p in d.get("perm", [])),
     )
 
 

@@ -87,8 +87,8 @@ def shell_ports(m: Model) -> ShellPorts:
         in_bytes=dma_bytes(s_in.width, f"model {m.name}: input stream"),
         out_bits=s_out.width,
         out_bytes=dma_bytes(s_out.width, f"model {m.name}: output stream"),
-        in_words=first.in_features // in_elems(first),
-        out_words=last.out_features // last.pe,
+        in_words=first.in_frame // in_elems(first),
+        out_words=last.out_frame // last.out_elems,
     )
 
 

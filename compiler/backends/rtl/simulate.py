@@ -200,11 +200,11 @@ def run(
         raise TaperError(f"frame_period: a cycle count >= 0, got {frame_period}")
     binary, d = build(m, cache)
     first, last = m.layers[0], m.layers[-1]
-    words_in = first.in_features // in_elems(first)
+    words_in = first.in_frame // in_elems(first)
     codes = encode(q, first.input_type).reshape(len(q) * words_in, in_elems(first))
     lines = pack_words(codes, first.input_type.bits)
-    out_bits = last.out_type.bits if last.thresholds is not None else last.acc_type.bits
-    words_out = last.out_features // last.pe
+    out_bits = last.out_type.bits
+    words_out = last.out_frame // last.out_elems
     slow = _slowdown(valid) * _slowdown(ready)
     budget = (
         (len(q) + 4) * (m.latency_cycles + m.ii_cycles) * slow * 4
@@ -249,7 +249,8 @@ def run(
                 lasts.append(int(parts[1]))
     mask = (1 << out_bits) - 1
     lanes = np.array(
-        [[(w >> (k * out_bits)) & mask for k in range(last.pe)] for w in words], dtype=np.int64
+        [[(w >> (k * out_bits)) & mask for k in range(last.out_elems)] for w in words],
+        dtype=np.int64,
     )
-    vals = decode(lanes, last.out_type).reshape(len(q), last.out_features)
+    vals = decode(lanes, last.out_type).reshape(len(q), last.out_frame)
     return RTLRun(vals, ins[::words_in], lasts, ins, outs)
