@@ -1,7 +1,7 @@
 """The CNN library units in Verilator against numpy: hw/rtl/taper_swg.sv (sliding windows,
 im2col with padding) and hw/rtl/taper_maxpool.sv, every output word, with random stalls on
-both sides and, never stalled, the exact cycle of every word against the cycle rules their
-headers document.
+both sides; and every handshake, stalled or not, at the cycle the cycle model
+(`compiler/sim/cycles.py`, the rules their headers document) gives.
 
 One Verilated model holds every parameter set (a generated top selects one by `sel`), driven
 by hw/tb/taper_stream_tb.cpp; the build is cached by content like the generator's."""
@@ -17,6 +17,9 @@ import numpy as np
 import pytest
 
 from compiler.backends.rtl import simulate
+from compiler.ir import IntType, MaxPool, SlidingWindow
+from compiler.sim import cycles
+from compiler.sim.patterns import READY, VALID, Pattern
 
 ROOT = Path(__file__).resolve().parents[1]
 RTL = ROOT / "hw" / "rtl"
@@ -47,14 +50,22 @@ class SWG:
     def hi(self, r: int) -> int:
         return min(max(r * self.s - self.pad + self.k, 0), self.ifm)
 
-    @property
-    def lines(self) -> int:
-        """LINES as the unit sets it by default (its header)."""
-        if self.lines_param:
-            return self.lines_param
-        lo_last = min(max((self.ofm - 1) * self.s - self.pad, 0), self.ifm)
-        need = max(self.k + self.s, self.ifm + self.hi(0) - lo_last)
-        return 1 << (need - 1).bit_length()
+    def layer(self) -> SlidingWindow:
+        t = IntType(self.bits, False)
+        return SlidingWindow(
+            name="swg",
+            input="x",
+            output="y",
+            input_type=t,
+            out_type=t,
+            ifm_dim=self.ifm,
+            channels=self.c,
+            kernel=self.k,
+            stride=self.s,
+            pad=self.pad,
+            pad_value=self.pad_value,
+            simd=self.simd,
+        )
 
     def verilog(self) -> str:
         return (
@@ -76,6 +87,20 @@ class Pool:
     simd = property(lambda self: self.pe)
     cf = property(lambda self: self.c // self.pe)
     ofm = property(lambda self: self.ifm // self.k)
+
+    def layer(self) -> MaxPool:
+        t = IntType(self.bits, bool(self.signed))
+        return MaxPool(
+            name="pool",
+            input="x",
+            output="y",
+            input_type=t,
+            out_type=t,
+            ifm_dim=self.ifm,
+            channels=self.c,
+            kernel=self.k,
+            pe=self.pe,
+        )
 
     def verilog(self) -> str:
         return (
@@ -211,46 +236,20 @@ def swg_reference_strided(u: SWG, x: np.ndarray) -> np.ndarray:
     return w.transpose(0, 1, 2, 4, 5, 3)
 
 
-def swg_cycle_model(u: SWG, frames: int) -> tuple[list[int], list[int]]:
-    """The header's cycle rules, never stalled: (input cycles, output cycles) of every word,
-    up to the cycle the last expected word leaves plus the testbench's tail of 40."""
-    row_words, ifm, r = u.ifm * u.cf, u.ifm, u.lines
-    n_in, n_out = frames * ifm * row_words, frames * u.ofm**2 * u.k**2 * u.cf
-    wrow = wx = rbase = oy = ox = ky = kx = cf = taken = 0
-    running = False
-    ins, outs = [], []
-    t, stop = 0, None
-    while stop is None or t < stop:
-        ytop = oy * u.s - u.pad
-        lo, hi = min(max(ytop, 0), ifm), min(max(ytop + u.k, 0), ifm)
-        done = wrow - rbase
-        fire = taken < n_in and done - lo < r
-        issue = running or done >= hi
-        if issue:
-            outs.append(t + 1)
-            if len(outs) == n_out:
-                stop = t + 1 + 1 + 40
-            last = [cf == u.cf - 1, kx == u.k - 1, ky == u.k - 1, ox == u.ofm - 1]
-            running = not all(last)
-            cf = 0 if last[0] else cf + 1
-            if last[0]:
-                kx = 0 if last[1] else kx + 1
-                if last[1]:
-                    ky = 0 if last[2] else ky + 1
-                    if last[2]:
-                        ox = 0 if last[3] else ox + 1
-                        if last[3]:
-                            oy = 0 if oy == u.ofm - 1 else oy + 1
-                            rbase += ifm if oy == 0 else 0
-        if fire:
-            ins.append(t)
-            taken += 1
-            wx += 1
-            if wx == row_words:
-                wx, wrow = 0, wrow + 1
-        t += 1
-        assert t < 100_000
-    return ins, [c for c in outs if c < stop]
+def model_cycles(u, n_in: int, n_out: int, stall: int, seed: int):
+    """The cycle model's handshakes of the first n_in input and n_out output words, under
+    the patterns `drive` gives the testbench."""
+    p = (
+        {
+            "in_valid": Pattern.random(stall, seed, VALID),
+            "out_ready": Pattern.random(stall, seed, READY),
+        }
+        if stall
+        else {}
+    )
+    lines = getattr(u, "lines_param", 0)
+    ins, outs = cycles.run_unit(u.layer(), n_in, n_out, lines=lines, **p)
+    return ins.tolist(), outs.tolist()
 
 
 def frames_of(u, rng) -> np.ndarray:
@@ -267,9 +266,8 @@ def test_swg_period_model():
         if ifm + 2 * pad < k:
             continue
         u = SWG(ifm, cf, 1, 1, k, s, pad)
-        ins, outs = swg_cycle_model(u, frames)
         in_words, out_words = ifm * ifm * cf, u.ofm**2 * k * k * cf
-        assert len(ins) == frames * in_words
+        _, outs = model_cycles(u, frames * in_words, frames * out_words, 0, 0)
         last = [outs[(f + 1) * out_words - 1] for f in range(frames)]
         assert np.diff(last)[1:].tolist() == [max(in_words, out_words)] * 2, u
         assert outs[0] == u.hi(0) * ifm * cf + 1
@@ -296,10 +294,9 @@ def test_swg(binary, tmp_path, i):
         assert len(ins) == len(words)
         # after the last frame only outputs wholly in the padding may come (the next frame's)
         assert all(w == pad_word for w in got[len(want) :])
+        # every handshake, the extra outputs too
+        assert (ins, [c for c, _ in outs]) == model_cycles(u, len(ins), len(outs), stall, seed)
         if stall == 0:
-            m_ins, m_outs = swg_cycle_model(u, FRAMES)
-            assert ins == m_ins
-            assert [c for c, _ in outs] == m_outs
             last = [outs[(f + 1) * out_words - 1][0] for f in range(FRAMES)]
             assert outs[0][0] == u.hi(0) * u.ifm * u.cf + 1
             if not u.lines_param:  # the default line buffer: as fast as the busier side
@@ -330,6 +327,7 @@ def test_maxpool(binary, tmp_path, i):
         ins, outs = drive(binary, tmp_path, sel, words, len(want), stall, seed)
         assert [w for _, w in outs] == want, f"stall {stall}"
         assert len(ins) == len(words)
+        assert (ins, [c for c, _ in outs]) == model_cycles(u, len(ins), len(outs), stall, seed)
         if stall == 0:
             # one input word per cycle from cycle 0; a window's word one cycle after its last
             assert ins == list(range(len(words)))

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler.errors import TaperError
-from compiler.ir.model import Layer, MatVec, Model, Thresholding
+from compiler.ir.model import Layer, MatVec, MaxPool, Model, SlidingWindow, Thresholding
 from compiler.sim.patterns import READY, VALID, Pattern
 
-HISTORY_FRAMES = 3  # lookback of every rule (an MVU's input buffer waits two frames back)
+HISTORY_FRAMES = 3  # lookback of the rules (an MVU waits two vectors back; a window: its own)
 MAX_PERIOD = 8  # frames
 
 
@@ -37,9 +37,13 @@ class Deadlock(TaperError):
 
 @dataclass
 class StageStats:
-    busy: int  # cycles doing work (an MVU issuing a step, a thresholding unit taking a word)
+    # cycles doing work: an MVU issuing a step, a thresholding unit or a pool taking a word,
+    # a sliding window issuing an element (its writer fills the line buffer alongside)
+    busy: int
     starved: int  # cycles neither busy nor blocked: waiting for input (or done)
-    blocked: int  # cycles its output word waited for the next stage
+    # cycles held up by the next stage: its output word waited (a pool: a window's last
+    # input word waited for the output register)
+    blocked: int
 
 
 @dataclass
@@ -283,13 +287,45 @@ class _Dwc(_Element):
         return t
 
 
-class _Stalling(_Element):
-    """A unit whose pipeline stalls as a whole while its output word is not taken: stall
-    windows [valid, taken) of its output words are the cycles it does nothing."""
+class _Unit(_Element):
+    """A layer's unit. Its statistics: ``busy`` cycles (doing work), ``blocked`` cycles
+    (held up by its output), the rest starved; ``spans`` are the cycles it was busy."""
+
+    lookback = HISTORY_FRAMES  # frames back that its rules read (the steady state's window)
+    words_in = 1  # per frame
+    words_out = 1
 
     def __init__(self, sim: _Sim, name: str):
         super().__init__(sim)
         self.stage = name
+
+    def busy(self, frames: int) -> int:
+        raise NotImplementedError
+
+    def blocked(self, times: dict[str, np.ndarray], valid: dict[str, np.ndarray]) -> int:
+        """Default: the cycles each output word waited for the next stage."""
+        return int((times[self.out.name] - valid[self.out.name]).sum())
+
+    def spans(self, times: dict[str, np.ndarray], valid: dict[str, np.ndarray], record: int):
+        """Default: the cycles it took an input word."""
+        return _spans(times[self.inp.name], record)
+
+
+def _spans(cycles: np.ndarray, record: int) -> np.ndarray:
+    """Sorted cycles before ``record`` as [first, last] runs of consecutive cycles."""
+    c = cycles[cycles < record]
+    if not len(c):
+        return np.zeros((0, 2), dtype=np.int64)
+    cut = np.flatnonzero(np.diff(c) != 1) + 1
+    return np.stack([c[np.r_[0, cut]], c[np.r_[cut - 1, len(c) - 1]]], axis=1)
+
+
+class _Stalling(_Unit):
+    """A unit whose pipeline stalls as a whole while its output word is not taken: stall
+    windows [valid, taken) of its output words are the cycles it does nothing."""
+
+    def __init__(self, sim: _Sim, name: str):
+        super().__init__(sim, name)
         self.vout: list[int] = []
         self.ws: list[int] = []  # window starts (non-empty windows only)
         self.we: list[int] = []  # window ends: the handshake cycle (not stalled)
@@ -329,23 +365,17 @@ class _Stalling(_Element):
                 return t + n
         return t
 
-    def blame(self, k: int) -> str:
-        return f"{self.stage} is blocked"
-
-    def blocked(self) -> int:
-        out = np.asarray(self.out.times[: len(self.vout)], dtype=np.int64)
-        return int((out - np.asarray(self.vout[: len(out)], dtype=np.int64)).sum())
-
 
 class _Mvu(_Stalling):
-    """`taper_mvu.sv`. Writer: input words fill one of two buffers; frame f goes to buffer
-    f%2, which it enters the cycle after frame f-1 is complete and frame f-2 released (the
-    switch happens in the cycle of the later of the two). Compute: one (nf, sf) step per not-stalled cycle once its input
-    word is in the buffer (the cycle after it was written), NF x SF steps per frame, the
-    last step of a frame releasing its buffer. The last sf step of each nf gives an output
-    word valid after PIPE more not-stalled cycles (+1): the pipeline is issue -> R1 (weight
-    address) -> R2 (weight read) -> R3 (first compressor level) -> R4 (dot product) -> R5
-    (accumulator) -> output register."""
+    """`taper_mvu.sv`, which knows vectors only (a frame is ``n_vectors`` of them, back to
+    back). Writer: input words fill one of two buffers; vector f goes to buffer f%2, which it
+    enters the cycle after vector f-1 is complete and vector f-2 released (the switch happens
+    in the cycle of the later of the two). Compute: one (nf, sf) step per not-stalled cycle
+    once its input word is in the buffer (the cycle after it was written), NF x SF steps per
+    vector, the last step of a vector releasing its buffer. The last sf step of each nf gives
+    an output word valid after PIPE more not-stalled cycles (+1): the pipeline is issue -> R1
+    (weight address) -> R2 (weight read) -> R3 (first compressor level) -> R4 (dot product)
+    -> R5 (accumulator) -> output register."""
 
     PIPE = 5  # registers between the issue stage and the output register
 
@@ -353,15 +383,17 @@ class _Mvu(_Stalling):
         super().__init__(sim, layer.name)
         self.NF = layer.out_features // layer.pe
         self.SF = layer.in_features // layer.simd
+        self.words_in = layer.n_vectors * self.SF
+        self.words_out = layer.n_vectors * self.NF
         self.last: list[int] = []  # cycle of the last step of each output word
-        self.spans: list[list[int]] = []  # [first, last] cycles of issued steps (windows cut)
+        self.spans_: list[list[int]] = []  # [first, last] cycles of issued steps (windows cut)
         self.record = 0  # record spans before this cycle
 
     def _compute(self, j: int) -> None:
         NF, SF, last, get = self.NF, self.SF, self.last, self.sim.get
         while len(last) <= j:
             n = len(last)
-            f, nf = divmod(n, NF)
+            f, nf = divmod(n, NF)  # f: the vector
             if n:
                 self._sync_windows(n)
             t = last[n - 1] if n else -1
@@ -374,7 +406,7 @@ class _Mvu(_Stalling):
                     x = (itimes[i] if i < len(itimes) else get(inp, i)) + 1
                     t = self.next_enabled(x if x > t + 1 else t + 1)
                     if t < self.record:
-                        sp = self.spans
+                        sp = self.spans_
                         if sp and sp[-1][1] + 1 >= t:
                             sp[-1][1] = t
                         else:
@@ -382,7 +414,7 @@ class _Mvu(_Stalling):
             else:
                 t = self.advance(t, SF)
                 if t0 < self.record:
-                    self.spans.append([t0 + 1, t])
+                    self.spans_.append([t0 + 1, t])
             last.append(t)
             for _ in range(self.PIPE):
                 t = self.next_enabled(t + 1)
@@ -393,30 +425,34 @@ class _Mvu(_Stalling):
         return self.vout[j]
 
     def first_ready(self, w: int, t0: int) -> int:
-        f, s = divmod(w, self.SF)
+        f, s = divmod(w, self.SF)  # f: the vector
         if w == 0:
             return t0
         t = max(t0, self.inp.times[w - 1] + 1)
         if s == 0 and f >= 2:
-            r = (f - 1) * self.NF - 1  # the last output word of frame f-2
+            r = (f - 1) * self.NF - 1  # the last output word of vector f-2
             self._compute(r)
             t = max(t, self.last[r] + 1)
         return t
 
     def series(self) -> list[tuple[list[int], int]]:
-        return [(self.last, self.NF), (self.vout, self.NF)]
+        return [(self.last, self.words_out), (self.vout, self.words_out)]
 
     def busy(self, frames: int) -> int:
-        return frames * self.NF * self.SF
+        return frames * self.words_out * self.SF
+
+    def spans(self, times, valid, record: int) -> np.ndarray:
+        return np.asarray(self.spans_, dtype=np.int64).reshape(-1, 2)
 
 
 class _Thresholding(_Stalling):
     """`taper_thresholding.sv`: takes a word at every not-stalled cycle (s_tready = !stall);
-    the word is in the output register after the next not-stalled cycle."""
+    the word is in the output register after the next not-stalled cycle. It knows no
+    frames: ``n_vectors`` vectors of C/PE words each are just words."""
 
     def __init__(self, sim: _Sim, layer: Thresholding):
         super().__init__(sim, layer.name)
-        self.CF = layer.channels // layer.pe
+        self.words_in = self.words_out = layer.n_vectors * (layer.channels // layer.pe)
 
     def valid_from(self, k: int) -> int:
         t = self.sim.get(self.inp, k)
@@ -434,13 +470,147 @@ class _Thresholding(_Stalling):
         return self.next_enabled(t)
 
     def series(self) -> list[tuple[list[int], int]]:
-        return [(self.vout, self.CF)]
+        return [(self.vout, self.words_out)]
 
     def busy(self, frames: int) -> int:
-        return frames * self.CF
+        return frames * self.words_in
 
 
-UNITS: dict[str, type[_Stalling]] = {"matvec": _Mvu, "thresholding": _Thresholding}
+def swg_lines(layer: SlidingWindow) -> int:
+    """The line buffer rows `taper_swg.sv` takes by default (LINES = 0): the smallest power
+    of two >= max(K + S, IFM_DIM + hi(0) - lo(OFM_DIM - 1))."""
+    ifm, k, s, pad = layer.ifm_dim, layer.kernel, layer.stride, layer.pad
+    hi0 = min(max(k - pad, 0), ifm)
+    lo_last = min(max((layer.ofm_dim - 1) * s - pad, 0), ifm)
+    need = max(k + s, ifm + hi0 - lo_last)
+    return 1 << (need - 1).bit_length()
+
+
+class _Swg(_Stalling):
+    """`taper_swg.sv` (its header states these rules). Rows are counted over frames: input
+    row g holds input words g*IFM*CF .. (g+1)*IFM*CF - 1; output row R = f*OFM + oy holds
+    OFM*K*K*CF words and reads input rows f*IFM + lo(oy) .. f*IFM + hi(oy) - 1.
+    Reader: one element per not-stalled cycle; the first of row R once input row
+    f*IFM + hi(oy) - 1 is complete (from the cycle after its last word); valid the cycle
+    after it issued. Writer: input word k of row g is taken once the reader's current row R
+    (the row after the last one it finished) has f*IFM + lo(oy) > g - LINES: a row slot is
+    overwritten only when no current or later output row needs it."""
+
+    def __init__(self, sim: _Sim, layer: SlidingWindow, lines: int = 0):
+        super().__init__(sim, layer.name)
+        ifm, k, s, pad, ofm = layer.ifm_dim, layer.kernel, layer.stride, layer.pad, layer.ofm_dim
+        cf = layer.channels // layer.simd
+        self.ifm, self.ofm = ifm, ofm
+        self.row_in = ifm * cf  # input words per row
+        self.row_out = ofm * k * k * cf  # output words per output row
+        self.words_in, self.words_out = ifm * self.row_in, ofm * self.row_out
+        self.lo = [min(max(r * s - pad, 0), ifm) for r in range(ofm)]
+        self.hi = [min(max(r * s - pad + k, 0), ifm) for r in range(ofm)]
+        self.lines = lines or swg_lines(layer)
+        if self.lines <= k:  # the writer's rule would wait for the row it completes
+            raise TaperError(f"layer {layer.name}: {self.lines} line buffer rows for K={k}")
+        # the first output row of a frame whose lo exceeds x (OFM: the next frame's first)
+        self.after = [next((r for r in range(ofm) if self.lo[r] > x), ofm) for x in range(ifm)]
+        # the writer reads the reader's row LINES input rows back, the history must hold it
+        self.lookback = max(HISTORY_FRAMES, -(-self.lines // ifm) + 3)
+        self.issue: list[int] = []  # cycle each output element issued (valid the cycle after)
+
+    def _compute(self, j: int) -> None:
+        issue, row_out = self.issue, self.row_out
+        while len(issue) <= j:
+            n = len(issue)
+            t = issue[-1] + 1 if n else 0
+            if n:
+                self._sync_windows(n)
+            R, pos = divmod(n, row_out)
+            if pos == 0:
+                f, oy = divmod(R, self.ofm)
+                rows = f * self.ifm + self.hi[oy]  # input rows complete before it issues
+                if rows:
+                    t = max(t, self.sim.get(self.inp, rows * self.row_in - 1) + 1)
+            t = self.next_enabled(t)
+            issue.append(t)
+            self.vout.append(t + 1)
+
+    def valid_from(self, j: int) -> int:
+        self._compute(j)
+        return self.vout[j]
+
+    def first_ready(self, k: int, t0: int) -> int:
+        t = max(t0, self.inp.times[k - 1] + 1) if k else t0
+        x = k // self.row_in - self.lines
+        if x >= 0:
+            f, rem = divmod(x, self.ifm)
+            R = f * self.ofm + self.after[rem]  # the first row that leaves row g's slot free
+            if R:
+                e = R * self.row_out - 1  # the last element of row R-1
+                self._compute(e)
+                t = max(t, self.issue[e] + 1)
+        return t
+
+    def series(self) -> list[tuple[list[int], int]]:
+        return [(self.issue, self.words_out)]
+
+    def busy(self, frames: int) -> int:
+        return frames * self.words_out
+
+    def spans(self, times, valid, record: int) -> np.ndarray:
+        return _spans(valid[self.out.name] - 1, record)  # the cycles it issued an element
+
+
+class _MaxPool(_Unit):
+    """`taper_maxpool.sv` (its header states these rules): takes input word k from the cycle
+    after word k-1, except that a word completing a window (its last pixel, each channel
+    fold) waits until the previous output word is taken (the same cycle will do); a window's
+    output word is valid the cycle after its last input word was taken."""
+
+    def __init__(self, sim: _Sim, layer: MaxPool):
+        super().__init__(sim, layer.name)
+        ifm, k, ofm = layer.ifm_dim, layer.kernel, layer.ofm_dim
+        cf = layer.channels // layer.pe
+        self.words_in, self.words_out = ifm * ifm * cf, ofm * ofm * cf
+        # each output word's last input word within a frame, and back
+        self.emit = [
+            ((oy * k + k - 1) * ifm + ox * k + k - 1) * cf + c
+            for oy in range(ofm)
+            for ox in range(ofm)
+            for c in range(cf)
+        ]
+        self.out_of = [-1] * self.words_in
+        for e, i in enumerate(self.emit):
+            self.out_of[i] = e
+
+    def valid_from(self, e: int) -> int:
+        f, i = divmod(e, self.words_out)
+        return self.sim.get(self.inp, f * self.words_in + self.emit[i]) + 1
+
+    def first_ready(self, k: int, t0: int) -> int:
+        t = max(t0, self.inp.times[k - 1] + 1) if k else t0
+        f, i = divmod(k, self.words_in)
+        o = self.out_of[i]
+        if o >= 0 and f * self.words_out + o:
+            t = max(t, self.sim.get(self.out, f * self.words_out + o - 1))
+        return t
+
+    def busy(self, frames: int) -> int:
+        return frames * self.words_in
+
+    def blocked(self, times, valid) -> int:
+        """The cycles s_tready was low: a window's last word waiting for the output."""
+        h_in, h_out = times[self.inp.name], times[self.out.name]
+        n = len(h_out) // self.words_out
+        emit = np.asarray(self.emit, dtype=np.int64)
+        k = (np.arange(n, dtype=np.int64)[:, None] * self.words_in + emit).reshape(-1)[1:]
+        wait = np.minimum(h_in[k], h_out[:-1]) - h_in[k - 1] - 1
+        return int(np.maximum(wait, 0).sum())
+
+
+UNITS: dict[str, type[_Unit]] = {
+    "matvec": _Mvu,
+    "thresholding": _Thresholding,
+    "window": _Swg,
+    "maxpool": _MaxPool,
+}
 """The cycle model of each IR layer kind (a new kind registers its rules here)."""
 
 
@@ -453,21 +623,19 @@ def fifo_depths(m: Model) -> dict[str, int]:
     return {layer.input: given.get(layer.input, 2) for layer in m.layers}
 
 
-def _unit(sim: _Sim, layer: Layer) -> _Stalling:
+def _unit(sim: _Sim, layer: Layer, **options: int) -> _Unit:
     try:
         cls = UNITS[layer.kind]
     except KeyError:
         raise TaperError(f"layer {layer.name}: no cycle model for {layer.kind} layers") from None
-    if getattr(layer, "n_vectors", 1) != 1:
-        raise TaperError(f"layer {layer.name}: no cycle model for n_vectors > 1")
-    return cls(sim, layer)  # type: ignore[arg-type]
+    return cls(sim, layer, **options)  # type: ignore[arg-type]
 
 
 def _build(m: Model, depths: dict[str, int], src: _Source, sink: _Sink, sim: _Sim):
     elements: list[_Element] = [src]
     links: list[_Link] = []
     fifos: list[_Fifo] = []
-    units: list[_Stalling] = []
+    units: list[_Unit] = []
 
     def connect(e: _Element, name: str, words: int) -> None:
         link = _Link(name, words)
@@ -532,6 +700,9 @@ def run(
     ``steady_state`` stops simulating once the pipeline repeats (exact; off: simulate all).
     Raises `Deadlock` when a link sees no handshake for ``deadlock_cycles``. The cycles each
     stage was busy are kept for the first ``record_cycles`` cycles (for `timeline`).
+
+    Every link's words of all ``frames`` frames are simulated, also input words taken after
+    the last output word (rows a sliding window or a pool never reads still take a cycle).
     """
     n = frames if isinstance(frames, (int, np.integer)) else len(np.asarray(frames))
     if isinstance(n, bool) or int(n) < 1:
@@ -542,13 +713,7 @@ def run(
     pin = Pattern.of(in_valid, "in_valid", VALID, seed)
     pout = Pattern.of(out_ready, "out_ready", READY, seed)
     depths = fifo_depths_of(m, fifo_depths)
-    bound = deadlock_cycles or (
-        64 * sum(layer.cycles + 4 for layer in m.layers)
-        + 100_000
-        + sum(len(p.bits) for p in (pin, pout) if p.bits is not None)
-        + frame_period
-    )
-    sim = _Sim(bound)
+    sim = _Sim(_bound(m.layers, (pin, pout), frame_period, deadlock_cycles))
     src, sink = _Source(sim, pin, int(frame_period)), _Sink(sim, pout)
     links, fifos, units = _build(m, depths, src, sink, sim)
     out_link = links[-1]
@@ -558,9 +723,8 @@ def run(
     series = [(lk.times, lk.words) for lk in links] + [(lk.valid, lk.words) for lk in links]
     for u in units:
         series += u.series()
-    history_words = {
-        id(s): max(HISTORY_FRAMES * w, max(f.depth for f in fifos) + 2) for s, w in series
-    }
+    history = max(u.lookback for u in units)
+    history_words = {id(s): max(history * w, max(f.depth for f in fifos) + 2) for s, w in series}
     patterns = (pin, pout)
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20_000))
@@ -570,15 +734,66 @@ def run(
     try:
         for f in range(n):
             sim.get(out_link, (f + 1) * out_link.words - 1)
-            if steady_state and f + 1 < n and f + 1 > HISTORY_FRAMES:
-                period = _steady(series, history_words, f, out_link, patterns, frame_period)
+            if steady_state and f + 1 < n and f + 1 > history:
+                period = _steady(
+                    series, history_words, f, out_link, patterns, frame_period, history
+                )
                 if period is not None:
                     done = f + 1
                     full = _extrapolate(series, f, period, n)
                     break
+        if period is None:  # the words after the last output word
+            for lk in links:
+                sim.get(lk, n * lk.words - 1)
     finally:
         sys.setrecursionlimit(old)
     return _result(m, n, done, period, links, fifos, units, record_cycles, full)
+
+
+def _bound(layers: list[Layer], patterns, frame_period: int, given: int | None) -> int:
+    return given or (
+        64 * sum(layer.cycles + 4 for layer in layers)
+        + 100_000
+        + sum(len(p.bits) for p in patterns if p.bits is not None)
+        + frame_period
+    )
+
+
+def run_unit(
+    layer: Layer,
+    in_words: int,
+    out_words: int,
+    *,
+    in_valid: object = None,
+    out_ready: object = None,
+    seed: int = 0,
+    lines: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One layer's unit alone between the ports, no FIFO or converter in front (as
+    `hw/tb/taper_stream_tb.cpp` drives a library unit): the handshake cycles of its first
+    ``in_words`` input and ``out_words`` output words. The source offers words without end;
+    ``lines`` sets a sliding window's line buffer rows (LINES; 0: the unit's default)."""
+    pin = Pattern.of(in_valid, "in_valid", VALID, seed)
+    pout = Pattern.of(out_ready, "out_ready", READY, seed)
+    sim = _Sim(_bound([layer], (pin, pout), 0, None))
+    src, sink = _Source(sim, pin, 0), _Sink(sim, pout)
+    unit = _unit(sim, layer, **({"lines": lines} if lines else {}))
+    inp, out = _Link("s_axis", unit.words_in), _Link(layer.name, unit.words_out)
+    src.out, unit.inp, inp.producer, inp.consumer = inp, inp, src, unit
+    unit.out, sink.inp, out.producer, out.consumer = out, out, unit, sink
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20_000))
+    try:
+        if out_words:
+            sim.get(out, out_words - 1)
+        if in_words:
+            sim.get(inp, in_words - 1)
+    finally:
+        sys.setrecursionlimit(old)
+    return (
+        np.asarray(inp.times[:in_words], dtype=np.int64),
+        np.asarray(out.times[:out_words], dtype=np.int64),
+    )
 
 
 def fifo_depths_of(m: Model, override: dict[str, int] | None) -> dict[str, int]:
@@ -592,11 +807,13 @@ def fifo_depths_of(m: Model, override: dict[str, int] | None) -> dict[str, int]:
     return depths
 
 
-def _steady(series, history_words, f: int, out_link: _Link, patterns, frame_period: int):
+def _steady(
+    series, history_words, f: int, out_link: _Link, patterns, frame_period: int, history: int
+):
     """(frames, cycles) when the last frames repeat the ones P frames before, shifted."""
     end = out_link.words * (f + 1)
     for p in range(1, MAX_PERIOD + 1):
-        if f + 1 < p + HISTORY_FRAMES:
+        if f + 1 < p + history:
             break
         T = out_link.times[end - 1] - out_link.times[end - 1 - p * out_link.words]
         if T <= 0 or not all(pt.shift_invariant(T) for pt in patterns):
@@ -609,24 +826,26 @@ def _steady(series, history_words, f: int, out_link: _Link, patterns, frame_peri
 
 
 def _repeats(s: list[int], w: int, h: int, f: int, p: int, T: int) -> bool:
-    end = (f + 1) * w
+    # a series may lag the output's frame f (input rows a window or pool does not need yet):
+    # its window ends where it is
+    end = min((f + 1) * w, len(s))
     lo = end - h
-    if lo - p * w < 0 or len(s) < end:
+    if lo - p * w < 0:
         return False
     a = np.asarray(s[lo - p * w :], dtype=np.int64)
-    # the history, and whatever was computed beyond frame f, repeats with period (p, T)
+    # the history, and whatever was computed beyond it, repeats with period (p, T)
     return bool((a[p * w :] - a[: len(a) - p * w] == T).all())
 
 
 def _extrapolate(series, f: int, period: tuple[int, int], n: int) -> dict[int, np.ndarray]:
-    """Every series over all n frames (as arrays, keyed by the list's id): frames after f
-    repeat the last period, shifted by its cycles."""
+    """Every series over all n frames (as arrays, keyed by the list's id): the words after
+    those simulated repeat the last period, shifted by its cycles."""
     p, T = period
     full = {}
     for s, w in series:
-        end = (f + 1) * w
         total = n * w
-        a = np.asarray(s[:end], dtype=np.int64)
+        a = np.asarray(s[:total], dtype=np.int64)
+        end = len(a)
         reps = -(-(total - end) // (p * w))
         tail = a[end - p * w :] + T * np.arange(1, reps + 1, dtype=np.int64)[:, None]
         full[id(s)] = np.concatenate([a, tail.reshape(-1)[: total - end]])
@@ -641,19 +860,13 @@ def _result(m, n, done, period, links, fifos, units, record: int, full) -> Cycle
     times = {lk.name: arr(lk.times, n * lk.words) for lk in links}
     valid = {lk.name: arr(lk.valid, n * lk.words) for lk in links}
     inp, out = links[0], links[-1]
-    end = int(times[out.name][-1]) + 1
+    # the run's cycles: up to the last handshake (the output's last word, unless a pool or a
+    # window left input rows unread: those are taken, and work done, after it)
+    end = max(int(t[-1]) for t in times.values()) + 1
     stages, spans_of = {}, {}
     for u in units:
-        if isinstance(u, _Mvu):
-            spans = np.asarray(u.spans, dtype=np.int64).reshape(-1, 2)
-        else:
-            takes = times[u.inp.name]
-            takes = takes[takes < record]
-            spans = np.stack([takes, takes], axis=1)
-        spans_of[u.stage] = (u.inp.name, u.out.name, spans)
-        vout = arr(u.vout, n * u.out.words)
-        blocked = int((times[u.out.name] - vout).sum())
-        busy = u.busy(n)
+        spans_of[u.stage] = (u.inp.name, u.out.name, u.spans(times, valid, record))
+        busy, blocked = u.busy(n), u.blocked(times, valid)
         stages[u.stage] = StageStats(busy=busy, starved=end - busy - blocked, blocked=blocked)
     fstats = {}
     for fi in fifos:

@@ -38,8 +38,10 @@
 //  * the first output word is at cycle hi(0) * IFM_DIM*CF + 1 (hi(0) = 0: cycle 1);
 //  * with the default LINES, the steady state is one frame every max(IN_WORDS, OUT_WORDS)
 //    cycles (output-bound when OUT_WORDS >= IN_WORDS: the writer then waits on the line
-//    buffer; input-bound otherwise: the reader waits for rows), checked by the cycle model of tests/test_cnn_rtl.py for every
-//    IFM_DIM 4..9, K 1..5, S 1..2, PAD 0..2, CF 1..4 and against this RTL on a sample.
+//    buffer; input-bound otherwise: the reader waits for rows), checked with these rules'
+//    cycle model (compiler/sim/cycles.py) for every IFM_DIM 4..9, K 1..5, S 1..2, PAD 0..2,
+//    CF 1..4, and every handshake of the model against this RTL on a sample, stalled too
+//    (tests/test_cnn_rtl.py).
 module taper_swg #(
     parameter IFM_DIM = 8,
     parameter C = 4,
