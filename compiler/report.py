@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from compiler.build import REPORT_MD, REPORT_PNG, TIMELINE_PNG, atomic_write, write_text
-from compiler.ir.model import MatVec, Model, Thresholding
+from compiler.ir.model import MatVec, MaxPool, Model, SlidingWindow, Thresholding
 from compiler.sim.patterns import fmt_cycles
 
 
+def _pixels(n: int) -> str:
+    side = math.isqrt(n)
+    return f"{side}x{side}" if side * side == n and n > 1 else ""
+
+
+def _vectors(n: int, elems: int) -> str:
+    """A stream of n vectors of elems each: 6x6x27 for 36 pixels, 144 for one vector."""
+    px = _pixels(n)
+    return f"{px}x{elems}" if px else (f"{n}x{elems}" if n > 1 else f"{elems}")
+
+
 def _matvec_row(layer: MatVec) -> dict:
+    n = layer.n_vectors
     return {
         "op": "MatVec-XNOR" if layer.xnor else "MatVec",
-        "shape": f"{layer.in_features}x{layer.out_features}",
+        "shape": f"{_vectors(n, layer.in_features)} -> {_vectors(n, layer.out_features)}",
+        "kernel": "-",
+        "pixels": n,
         "weight": layer.weight_type.name,
         "acc": layer.acc_type.name,
+        "PE": layer.pe,
         "SIMD": layer.simd,
     }
 
@@ -22,15 +38,51 @@ def _matvec_row(layer: MatVec) -> dict:
 def _thresholding_row(layer: Thresholding) -> dict:
     return {
         "op": "Thresholding",
-        "shape": f"{layer.channels}",
+        "shape": _vectors(layer.n_vectors, layer.channels),
+        "kernel": "-",
+        "pixels": layer.n_vectors,
         "weight": "-",
         "acc": "-",
+        "PE": layer.pe,
+        "SIMD": "-",
+    }
+
+
+def _window_row(layer: SlidingWindow) -> dict:
+    d, o, c, k = layer.ifm_dim, layer.ofm_dim, layer.channels, layer.kernel
+    return {
+        "op": "SlidingWindow",
+        "shape": f"{d}x{d}x{c} -> {o}x{o}x{k * k * c}",
+        "kernel": f"{k}x{k} s{layer.stride}" + (f" p{layer.pad}" if layer.pad else ""),
+        "pixels": o * o,
+        "weight": "-",
+        "acc": "-",
+        "PE": "-",
+        "SIMD": layer.simd,
+    }
+
+
+def _maxpool_row(layer: MaxPool) -> dict:
+    d, o, c, k = layer.ifm_dim, layer.ofm_dim, layer.channels, layer.kernel
+    return {
+        "op": "MaxPool",
+        "shape": f"{d}x{d}x{c} -> {o}x{o}x{c}",
+        "kernel": f"{k}x{k} s{k}",
+        "pixels": o * o,
+        "weight": "-",
+        "acc": "-",
+        "PE": layer.pe,
         "SIMD": "-",
     }
 
 
 # The kind-specific report columns, one entry per IR layer kind.
-ROWS = {"matvec": _matvec_row, "thresholding": _thresholding_row}
+ROWS = {
+    "matvec": _matvec_row,
+    "thresholding": _thresholding_row,
+    "window": _window_row,
+    "maxpool": _maxpool_row,
+}
 
 
 def layer_rows(m: Model) -> list[dict]:
@@ -43,7 +95,6 @@ def layer_rows(m: Model) -> list[dict]:
                 **ROWS[layer.kind](layer),
                 "in": layer.input_type.name,
                 "out": layer.out_type.name,
-                "PE": layer.pe,
                 "cycles": layer.cycles,
                 "weight_bits": layer.weight_memory_bits,
                 "threshold_bits": layer.threshold_memory_bits,
@@ -101,15 +152,17 @@ def render_markdown(
         *_synth_lines(synth),
         *_bitstream_lines(bitstream),
         "",
-        "| layer | op | shape | in | weight | acc | out | PE | SIMD | cycles | weight bits "
-        "| threshold bits | FINN LUT | FINN BRAM18 |"
+        "| layer | op | stream | kernel | out pixels | in | weight | acc | out | PE | SIMD "
+        "| cycles | weight bits | threshold bits | FINN LUT | FINN BRAM18 |"
         + (f" Yosys {synth.get('labels', LABELS)['lut']} | Yosys BRAM36 |" if synth else ""),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if synth else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        + ("---|---|" if synth else ""),
     ]
     for r in rows:
         y = (synth or {}).get("layers", {}).get(r["layer"])
         lines.append(
-            f"| {r['layer']} | {r['op']} | {r['shape']} | {r['in']} | {r['weight']} | {r['acc']} "
+            f"| {r['layer']} | {r['op']} | {r['shape']} | {r['kernel']} | {r['pixels']:,} "
+            f"| {r['in']} | {r['weight']} | {r['acc']} "
             f"| {r['out']} | {r['PE']} | {r['SIMD']} | {r['cycles']:,} | {r['weight_bits']:,} "
             f"| {r['threshold_bits']:,} | {_fmt(r['finn_lut'])} | {_fmt(r['finn_bram18'])} |"
             + ((f" {y['lut']:,} | {y['bram36']:g} |" if y else " - | - |") if synth else "")

@@ -3,8 +3,8 @@
 HW layers: between the host's Transpose in front and its Mul/Add behind, only HW nodes. FINN's
 Python execution of that graph (finn_hw.onnx as the front end saves it: float32 passes, float64
 thresholds) gives qonnx's integers on the exported QONNX at every activation, every pool and
-the output, and the same labels. taper cannot lower CNNs into its IR yet: compiling one is a
-one-line refusal naming the user's Conv."""
+the output, and the same labels. (Lowering into the IR and the whole flow:
+tests/test_cnn_compile.py.)"""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
+from cnn_models import random_batchnorm
 from torch import nn
 
 from compiler.errors import TaperError
@@ -33,31 +34,12 @@ CNV_HW = (
 )
 
 
-def _random_batchnorm(model: nn.Module, x: torch.Tensor, seed: int = 0) -> nn.Module:
-    """BatchNorm statistics of a random batch, random affine parameters (a fifth of the
-    scales negative), in eval mode."""
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
-    for bn in bns:
-        bn.momentum = None  # the statistics of exactly this batch
-        bn.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model(x)
-    g = torch.Generator().manual_seed(seed)
-    for bn in bns:
-        c = bn.num_features
-        sign = torch.where(torch.rand(c, generator=g) < 0.2, -1.0, 1.0)
-        bn.weight.data = sign * (0.5 + torch.rand(c, generator=g))
-        bn.bias.data = 0.3 * torch.randn(c, generator=g)
-    return model.eval()
-
-
 def _cnv(name: str) -> nn.Module:
     from brevitas_examples.bnn_pynq.models import model_with_cfg
 
     torch.manual_seed(0)
     model, _ = model_with_cfg(name, pretrained=False)
-    return _random_batchnorm(model, torch.rand(8, 3, 32, 32))
+    return random_batchnorm(model, torch.rand(8, 3, 32, 32))
 
 
 class SmallCNN(nn.Module):
@@ -87,7 +69,7 @@ class SmallCNN(nn.Module):
 
 def _small(stride: int, abits: int, wbits: int, path: Path) -> Path:
     torch.manual_seed(0)
-    model = _random_batchnorm(SmallCNN(stride, abits, wbits), torch.rand(16, 3, 12, 12))
+    model = random_batchnorm(SmallCNN(stride, abits, wbits), torch.rand(16, 3, 12, 12))
     return export_qonnx(model, (3, 12, 12), path)
 
 
@@ -218,18 +200,6 @@ def test_padded_strided_cnn_matches_qonnx(stride, abits, wbits, tmp_path):
     assert [m.op_type for m in nodes] == [PAD, CIG, MVAU, CIG, POOL, PAD, CIG, MVAU, MVAU]
     assert set(after) <= F.OUTPUT_EDGE_OPS
     check_against_qonnx(path, hw, iq, 6)
-
-
-def test_compile_refuses_cnn_naming_the_users_conv(tmp_path):
-    from compiler.frontend.compile import CompileOptions, compile_model
-
-    path = _small(2, 4, 4, tmp_path / "small.onnx")
-    with pytest.raises(TaperError) as e:
-        compile_model(path, tmp_path / "hw", CompileOptions(), quiet=True)
-    assert str(e.value) == (
-        f"{path}: node Conv_0 (Conv): convolution layers are not supported yet (taper compiles "
-        "fully connected networks: MatMul/Gemm layers with quantized activations)"
-    )
 
 
 def test_padded_conv_of_bipolar_activations_is_refused(tmp_path):

@@ -312,11 +312,12 @@ class _Conv(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.q = QuantIdentity(act_quant=input_quant(4), return_quant_tensor=True)
+        # a 3x1 kernel: taper's sliding window takes square kernels only
         self.conv = QuantConv2d(
-            1, 4, 3, bias=False, weight_quant=weight_quant(4), return_quant_tensor=True
+            1, 4, (3, 1), bias=False, weight_quant=weight_quant(4), return_quant_tensor=True
         )
         self.act = QuantReLU(act_quant=act_quant(4), return_quant_tensor=True)
-        self.fc = QuantLinear(4 * 6 * 6, 4, bias=True, weight_quant=weight_quant(4))
+        self.fc = QuantLinear(4 * 6 * 8, 4, bias=True, weight_quant=weight_quant(4))
 
     def forward(self, x):
         return self.fc(self.act(self.conv(self.q(x))).flatten(1))
@@ -332,8 +333,8 @@ def test_errors_name_the_users_node_not_finns(tmp_path):
     conv = _renamed(_export(_Conv().eval(), (1, 8, 8), tmp_path / "c.onnx"), tmp_path / "cnn.onnx")
     # FINN's graph has Transpose_0 and Thresholding_0 around it; the user's file has neither
     assert _compile_error(conv, tmp_path / "hw2") == (
-        f"{conv}: node user_conv_3 (Conv): convolution layers are not supported yet (taper "
-        "compiles fully connected networks: MatMul/Gemm layers with quantized activations)"
+        f"{conv}: node user_conv_3 (Conv; FINN's ConvolutionInputGenerator_rtl): kernel 3x1: "
+        "only square kernels are supported"
     )
 
 

@@ -123,6 +123,8 @@ def run_frontend(
                 file=sys.stderr,
             )
         hw.save(str(stage / B.FINN_HW_ONNX))
+    from compiler.frontend.lower import group_nodes
+
     generic = [n for n in hw.graph.node if F.is_hw(n)]
     if edges.input.kind == "thresholds":
         generic = generic[1:]  # FINN's input thresholding is the host's input edge
@@ -133,7 +135,7 @@ def run_frontend(
         first_hw=edges.first_hw,
         last_hw=edges.last_hw,
         finn_input=edges.hw_input_tensor,
-        hw_outputs=[n.output[0] for n in generic],
+        hw_outputs=[g[-1].output[0] for g in group_nodes(generic)],
         input_type=str(ft) if ft else None,
         recipe=recipe,
         checkpoint=checkpoint,
@@ -182,7 +184,7 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
     from qonnx.core.modelwrapper import ModelWrapper
 
     from compiler.frontend import finn_passes as F
-    from compiler.frontend.lower import lower_chain, sanitize
+    from compiler.frontend.lower import group_nodes, lower_chain
 
     check_lower_options(o)
     b = get_board(o.board)
@@ -219,7 +221,7 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
         part=b.part,
         clock_mhz=o.clock_mhz,
         source=src,
-        estimates={sanitize(k): v for k, v in est.items()},
+        estimates=_layer_estimates(est, group_nodes(chain.graph.node)),
     )
     ours = taper_estimate(m)
     for layer in m.layers:
@@ -242,6 +244,21 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
     return m
 
 
+def _layer_estimates(est: dict, groups) -> dict[str, dict[str, float]]:
+    """FINN's estimates per IR layer: the sums over the layer's FINN nodes, under the layer's
+    name (its last node's)."""
+    from compiler.frontend.lower import sanitize
+
+    out: dict[str, dict[str, float]] = {}
+    for g in groups:
+        acc: dict[str, float] = {}
+        for n in g:
+            for k, v in est.get(n.name, {}).items():
+                acc[k] = acc.get(k, 0) + v
+        out[sanitize(g[-1].name)] = acc
+    return out
+
+
 def finn_folded(build: Path) -> bool:
     """The user's model came with FINN HW layers (a FINN user's folding)."""
     import onnx
@@ -259,11 +276,17 @@ def taper_estimate(m: ir.Model) -> dict:
     return K.estimate(m, get_board(m.board).bram36)
 
 
+def _folding_text(layer: ir.Layer) -> str:
+    if layer.kind == "matvec":
+        return f"PE {layer.pe} SIMD {layer.simd}"
+    if layer.kind == "window":
+        return f"SIMD {layer.simd}"
+    return f"PE {layer.pe}"
+
+
 def fold_summary(m: ir.Model, est: dict) -> str:
     b = get_board(m.board)
-    per = ", ".join(
-        f"{x.name} PE {x.pe}" + (f" SIMD {x.simd}" if x.kind == "matvec" else "") for x in m.layers
-    )
+    per = ", ".join(f"{x.name} {_folding_text(x)}" for x in m.layers)
     return (
         f"{per}; est. {est['lut']:,.0f} LUT ({est['lut'] / b.lut:.0%}), "
         f"{est['bram36']:g} BRAM36 ({est['bram36'] / b.bram36:.0%}) of the {b.name}"
@@ -276,7 +299,7 @@ def fold(chain, src: str, o: LowerOptions, b) -> tuple[object, str]:
     model's margins. Returns the folded chain and how it was chosen."""
     from compiler.backends.rtl import cost as K
     from compiler.frontend import finn_passes as F
-    from compiler.frontend.lower import lower_chain
+    from compiler.frontend.lower import group_nodes, lower_chain
 
     layers, _ = lower_chain(chain, src)
     probe = ir.Model(
@@ -333,12 +356,15 @@ def fold(chain, src: str, o: LowerOptions, b) -> tuple[object, str]:
                 raise TaperError(text)
             F._say("warning", text)
     config = {}
-    for node, layer in zip(chain.graph.node, f.layers, strict=True):
-        config[node.name] = (
-            {"PE": layer.pe}
-            if layer.kind == "thresholding"
-            else {"PE": layer.pe, "SIMD": layer.simd}
-        )
+    for group, layer in zip(group_nodes(chain.graph.node), f.layers, strict=True):
+        for node in group:
+            # every FINN node of the layer folds its channels as the layer does
+            fields = F.fold_sizes(node)
+            if layer.kind == "matvec":
+                config[node.name] = {"PE": layer.pe, "SIMD": layer.simd}
+            else:
+                lanes = layer.simd if layer.kind == "window" else layer.pe
+                config[node.name] = {k: lanes for k in fields}
     return F.apply_folding(chain, config, src), how
 
 

@@ -166,8 +166,10 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
         first_op = next((n for n in nodes if n.op_type not in SHAPE_OPS), nodes[0])
         raise TaperError(_unmapped(model, first_op, source))
     lo, hi = hw_idx[0], hw_idx[-1]
+    perm = _input_layout(model, nodes[:lo], source)
     for i, n in enumerate(nodes[: hi + 1]):  # the first one in graph order
-        if (i < lo and n.op_type not in SHAPE_OPS) or (i >= lo and not is_hw(n)):
+        host_op = n.op_type in SHAPE_OPS or (n.op_type == "Transpose" and perm)
+        if (i < lo and not host_op) or (i >= lo and not is_hw(n)):
             raise TaperError(_unmapped(model, n, source))
     graph_in = model.graph.input[0].name
     in_shape = tuple(model.get_tensor_shape(graph_in)[1:])
@@ -192,6 +194,11 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
             raise TaperError(
                 f"{source}: node {describe(first)}: bipolar input thresholds are not supported"
             )
+        if perm and thresholds.shape[0] > 1:
+            raise TaperError(
+                f"{source}: node {describe(first)}: per-channel thresholds of an image input "
+                "are not supported (one threshold row for every channel is)"
+            )
         lo += 1
         if lo > hi:
             raise TaperError(f"{source}: no hardware layer after the input thresholds")
@@ -214,6 +221,7 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
         edge = InputEdge(
             kind="identity", in_shape=in_shape, shape=shape, out_type=IntType.parse(in_dt.name)
         )
+    edge.perm = perm
 
     steps: list[FloatStep] = []
     tail: list[tuple[int, FloatStep]] = []
@@ -245,6 +253,23 @@ def split_edges(model, input_quant: InputQuant | None, source: str) -> Edges:
         hw_input_tensor=hw_in,
         hw_output_tensor=nodes[hi].output[0],
     )
+
+
+def _input_layout(model, before: list, source: str) -> tuple[int, ...]:
+    """The per-sample axis order of a Transpose among the host ops in front of the hardware
+    (FINN's NCHW -> NHWC in front of a CNN), or () without one."""
+    from onnx import helper
+
+    ts = [n for n in before if n.op_type == "Transpose"]
+    if not ts:
+        return ()
+    t = ts[0]
+    perm = next((helper.get_attribute_value(a) for a in t.attribute if a.name == "perm"), None)
+    if len(ts) > 1 or perm is None or perm[0] != 0 or before.index(t) != len(before) - 1:
+        raise TaperError(_unmapped(model, t, source))
+    if t.input[0] != model.graph.input[0].name:
+        raise TaperError(_unmapped(model, t, source))
+    return tuple(int(p) - 1 for p in perm[1:])
 
 
 def _topk_step(model, node, source: str) -> FloatStep:
@@ -303,8 +328,9 @@ def _unmapped(model, node, source: str) -> str:
         kind = UNSUPPORTED_LAYERS.get(node.op_type) or UNSUPPORTED_LAYERS[user_op]
         who = describe(node) if node.op_type in UNSUPPORTED_LAYERS else o
         return (
-            f"{source}: node {who}: {kind} layers are not supported yet (taper compiles fully "
-            "connected networks: MatMul/Gemm layers with quantized activations)"
+            f"{source}: node {who}: {kind} layers of this form are not supported (taper "
+            "compiles MatMul/Gemm and Conv layers of quantized inputs and weights with "
+            "quantized activations, and max pooling)"
         )
     return (
         f"{source}: node {describe(node)}: neither a hardware layer nor a host "

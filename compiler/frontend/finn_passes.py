@@ -674,15 +674,20 @@ def fold_attrs(node) -> dict[str, int]:
     from qonnx.custom_op.registry import getCustomOp
 
     inst = getCustomOp(node)
-    types = inst.get_nodeattr_types()
+    out = {k: inst.get_nodeattr(k) for k in FOLDING_FIELDS if k in inst.get_nodeattr_types()}
+    return out | {size: inst.get_nodeattr(size) for size in fold_sizes(node).values()}
+
+
+def fold_sizes(node) -> dict[str, str]:
+    """The attribute each folding field of a HW node must divide: MVAU's PE MH and SIMD MW;
+    the channels of thresholding, padding, sliding windows and pools."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    types = getCustomOp(node).get_nodeattr_types()
     if "MH" in types:
-        return {
-            "PE": inst.get_nodeattr("PE"),
-            "SIMD": inst.get_nodeattr("SIMD"),
-            "MH": inst.get_nodeattr("MH"),
-            "MW": inst.get_nodeattr("MW"),
-        }
-    return {"PE": inst.get_nodeattr("PE"), "NumChannels": inst.get_nodeattr("NumChannels")}
+        return {"PE": "MH", "SIMD": "MW"}
+    ch = next((c for c in ("NumChannels", "IFMChannels", "Channels") if c in types), None)
+    return {f: ch for f in FOLDING_FIELDS if f in types and ch}
 
 
 FOLDING_FIELDS = ("PE", "SIMD")
@@ -785,7 +790,7 @@ def apply_folding(model, config: dict, source: str, host: dict[str, str] | None 
             if key in FOLDING_FIELDS:
                 cfg[key], origin_of[key] = value, ""
         sizes = fold_attrs(node)
-        for key, size_key in (("PE", "MH" if "MH" in sizes else "NumChannels"), ("SIMD", "MW")):
+        for key, size_key in fold_sizes(node).items():
             if key in cfg and sizes[size_key] % cfg[key]:
                 raise TaperError(
                     f"{source}: layer '{name}': {origin_of[key]}{key}={cfg[key]} does not "

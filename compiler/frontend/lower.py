@@ -8,7 +8,7 @@ import numpy as np
 
 from compiler.errors import TaperError
 from compiler.frontend.load import describe
-from compiler.ir.model import FIFO, Layer, MatVec, Thresholding
+from compiler.ir.model import FIFO, Layer, MatVec, MaxPool, SlidingWindow, Thresholding
 from compiler.ir.types import IntType
 
 
@@ -36,14 +36,137 @@ def accumulator_type(weights: np.ndarray, input_type: IntType, xnor: bool) -> In
     return IntType.for_range(min(lo, 0), max(hi, 0))
 
 
+def base_op(node) -> str:
+    """FINN's generic op type of a (possibly specialized) HW node."""
+    t = node.op_type
+    return t.rsplit("_", 1)[0] if t.endswith(("_hls", "_rtl")) else t
+
+
+CIG = "ConvolutionInputGenerator"
+# FINN node pairs that are one IR layer: a padded sliding window, a max pool (FINN makes it
+# of the pool's windows and a Pool over them)
+FUSED = {("FMPadding", CIG), (CIG, "Pool")}
+
+
+def group_nodes(nodes) -> list[list]:
+    """FINN's HW nodes in order, grouped into the nodes of each IR layer."""
+    groups: list[list] = []
+    nodes = list(nodes)
+    i = 0
+    while i < len(nodes):
+        pair = nodes[i : i + 2]
+        if len(pair) == 2 and (base_op(pair[0]), base_op(pair[1])) in FUSED:
+            groups.append(pair)
+            i += 2
+        else:
+            groups.append(pair[:1])
+            i += 1
+    return groups
+
+
+def _attrs(node):
+    from qonnx.custom_op.registry import getCustomOp
+
+    return getCustomOp(node).get_nodeattr
+
+
+def _square(where: str, what: str, v) -> int:
+    v = [int(x) for x in v]
+    if len(set(v)) != 1:
+        raise TaperError(
+            f"{where}: {what} {'x'.join(map(str, v))}: only square {what}s are supported"
+        )
+    return v[0]
+
+
+def _window(group, source: str) -> SlidingWindow:
+    cig = group[-1]
+    where = f"{source}: node {describe(cig)}"
+    a = _attrs(cig)
+    if a("depthwise"):
+        raise TaperError(f"{where}: a depthwise sliding window (no IR layer for it yet)")
+    if any(int(d) != 1 for d in a("Dilation")):
+        raise TaperError(f"{where}: dilated convolutions are not supported")
+    dim = _square(where, "image", a("IFMDim"))
+    k = _square(where, "kernel", a("ConvKernelDim"))
+    stride = _square(where, "stride", a("Stride"))
+    pad = 0
+    if len(group) == 2:
+        pa = _attrs(group[0])
+        pads = [int(x) for x in pa("Padding")]
+        if len(set(pads)) != 1:
+            raise TaperError(
+                f"{source}: node {describe(group[0])}: padding {pads} (top, left, bottom, "
+                "right); only the same padding on every side is taken"
+            )
+        pad = pads[0]
+        dim = _square(f"{source}: node {describe(group[0])}", "image", pa("ImgDim"))
+    t = IntType.parse(a("inputDataType"))
+    layer = SlidingWindow(
+        name=sanitize(cig.name),
+        input="",
+        output="",
+        input_type=t,
+        out_type=t,
+        ifm_dim=dim,
+        channels=int(a("IFMChannels")),
+        kernel=k,
+        stride=stride,
+        pad=pad,
+        simd=int(a("SIMD")),
+    )
+    if layer.ofm_dim != _square(where, "output", a("OFMDim")):
+        raise TaperError(f"{where}: {a('OFMDim')} output pixels, expected {layer.ofm_dim}")
+    return layer
+
+
+def _maxpool(group, source: str) -> MaxPool:
+    cig, pool = group
+    where = f"{source}: node {describe(pool)}"
+    a, c = _attrs(pool), _attrs(cig)
+    if a("Function") != "MaxPool":
+        raise TaperError(f"{where}: {a('Function')} pooling is not supported (max pooling is)")
+    k = _square(where, "kernel", a("KernelSize"))
+    if _square(where, "stride", c("Stride")) != k or any(int(d) != 1 for d in c("Dilation")):
+        raise TaperError(f"{where}: overlapping pooling (stride {c('Stride')}, kernel {k})")
+    t = IntType.parse(a("InputDataType"))
+    if IntType.parse(a("OutputDataType")) != t:
+        raise TaperError(f"{where}: a max pool that changes the type ({t} in)")
+    dim = _square(where, "image", c("IFMDim"))
+    layer = MaxPool(
+        name=sanitize(pool.name),
+        input="",
+        output="",
+        input_type=t,
+        out_type=t,
+        ifm_dim=dim,
+        channels=int(a("Channels")),
+        kernel=k,
+        pe=int(a("PE")),
+    )
+    if layer.ofm_dim != _square(where, "output", a("OutImgDims")):
+        raise TaperError(f"{where}: {a('OutImgDims')} output pixels, expected {layer.ofm_dim}")
+    return layer
+
+
+def lower_group(model, group, source: str) -> Layer:
+    """The IR layer of a group of FINN HW nodes (``group_nodes``)."""
+    ops = tuple(base_op(n) for n in group)
+    if ops in (("FMPadding", CIG), (CIG,)):
+        return _window(group, source)
+    if ops == (CIG, "Pool"):
+        return _maxpool(group, source)
+    if ops == ("FMPadding",):
+        raise TaperError(f"{source}: node {describe(group[0])}: padding without a convolution")
+    return lower_node(model, group[0], source)
+
+
 def lower_node(model, node, source: str) -> Layer:
     from qonnx.custom_op.registry import getCustomOp
 
     inst = getCustomOp(node)
     a = inst.get_nodeattr
-    base = (
-        node.op_type.rsplit("_", 1)[0] if node.op_type.endswith(("_hls", "_rtl")) else node.op_type
-    )
+    base = base_op(node)
     if base not in ("MVAU", "Thresholding"):  # before reading attributes they may not have
         raise TaperError(f"{source}: node {describe(node)}: no IR layer for this op yet")
     name = sanitize(node.name)
@@ -108,13 +231,13 @@ def lower_chain(model, source: str) -> tuple[list[Layer], list[FIFO]]:
     layers: list[Layer] = []
     fifos: list[FIFO] = []
     prev = "input"
-    for node in model.graph.node:
-        layer = lower_node(model, node, source)
+    for group in group_nodes(model.graph.node):
+        layer = lower_group(model, group, source)
         layer.input, layer.output = prev, f"{layer.name}_out"
         try:
             layer.check()
         except ValueError as e:
-            raise TaperError(f"{source}: node {describe(node)}: {e}") from None
+            raise TaperError(f"{source}: node {describe(group[-1])}: {e}") from None
         fifos.append(FIFO(tensor=layer.input, depth=2, width=layer.in_width))
         layers.append(layer)
         prev = layer.output

@@ -27,7 +27,13 @@ class FINN(Reference):
         x, q = inputs.x, inputs.q
         with tempfile.TemporaryDirectory() as tmp, F.finn_environment(Path(tmp)):
             model = ModelWrapper(str(Path(build) / B.FINN_HW_ONNX))
-            feed = q.reshape(len(q), *m.input_edge.in_shape) if m.input_edge.kind == "quant" else x
+            e = m.input_edge
+            if e.kind == "quant":  # the integers, in the layout of the model's input
+                perm = e.perm or tuple(range(len(e.in_shape)))
+                q = q.reshape(len(q), *(e.in_shape[p] for p in perm))
+                feed = q.transpose(0, *(1 + int(i) for i in np.argsort(perm)))
+            else:
+                feed = x
             # FINN's HW ops compute in the dtype they are given: float64 keeps accumulators
             # wider than float32's 24-bit mantissa exact
             model = as_float64(model)
