@@ -900,9 +900,12 @@ def recipes() -> None:
 
     for name in available():
         r = load_recipe(name)
+        # a convolution as its channels, "p" when a 2x2 max pool follows it
+        conv = [f"{c.channels}{'p' if c.pool else ''}" for c in getattr(r.arch, "conv", [])]
         click.echo(
-            f"{name:24s} {r.dataset.name:8s} hidden={r.arch.hidden} "
-            f"W={r.weight_bits} A={r.act_bits} in={r.input.bits}b"
+            f"{name:24s} {r.dataset.name:8s} "
+            + (f"conv=[{','.join(conv)}] " if conv else "")
+            + f"hidden={r.arch.hidden} W={r.weight_bits} A={r.act_bits} in={r.input.bits}b"
         )
 
 

@@ -17,6 +17,12 @@ REQUIRED = [
     "tfc_mixed_progressive",
     "lfc_mixed_progressive",
     "digits_mlp",
+    "cnv_w1a1",
+    "cnv_w1a2",
+    "cnv_w2a2",
+    "cnv_mixed_progressive",
+    "mnist_cnn_mixed",
+    "digits_cnn",
 ]
 SHAPES = {"tfc": [64] * 3, "sfc": [256] * 3, "lfc": [1024] * 3}
 
@@ -26,8 +32,10 @@ def test_required_recipes_exist_and_validate():
     for name in available():
         r = load_recipe(name)
         assert r.name == name
-        assert len(r.weight_bits) == len(r.arch.hidden) + 1
-        assert len(r.act_bits) == len(r.arch.hidden)
+        # one weight bitwidth per layer, one activation per layer but the output one
+        n_hidden = len(r.arch.hidden) + (len(r.arch.conv) if r.arch.type == "cnn" else 0)
+        assert len(r.weight_bits) == n_hidden + 1
+        assert len(r.act_bits) == n_hidden
         family = name.split("_")[0]
         if family in SHAPES:
             assert r.arch.hidden == SHAPES[family] and r.dataset.name == "mnist"

@@ -41,6 +41,9 @@ MNIST_FILES = {
     "y_holdout": "t10k-labels-idx1-ubyte",
 }
 CIFAR_FILES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+# (C, H, W) of each data set's images, whichever source they come from (a recipe's
+# convolutions are checked against it before any data is read)
+INPUT_SHAPES = {"mnist": (1, 28, 28), "digits": (1, 8, 8), "cifar10": (3, 32, 32)}
 
 
 def load(name: str, *, seed: int, holdout: int, data_dir: Path | None = None) -> Split:

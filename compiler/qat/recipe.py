@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from compiler.errors import TaperError
+from compiler.qat.data import INPUT_SHAPES
 from compiler.qat.policies import Policy
 
 RECIPE_DIR = Path(str(files("models")))
@@ -22,7 +34,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Arch(_Strict):
+class FCArch(_Strict):
     """The network: ``fc`` is FINN's TFC/SFC/LFC family (Linear, BatchNorm, activation).
 
     ``batchnorm``: ``true`` a float BatchNorm after each hidden layer (FINN makes thresholds of
@@ -35,6 +47,66 @@ class Arch(_Strict):
     hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
     batchnorm: bool | Literal["fold"] = True
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+    @property
+    def n_hidden(self) -> int:
+        """Layers followed by an activation (every layer but the output one)."""
+        return len(self.hidden)
+
+
+class ConvLayer(_Strict):
+    """One convolution (square kernel, no groups, no dilation): QuantConv2d -> BatchNorm2d ->
+    activation quantizer, then a 2x2 max pool (stride 2) when ``pool``."""
+
+    channels: Annotated[int, Field(ge=1)]
+    kernel: Annotated[int, Field(ge=1, le=11)] = 3
+    stride: Annotated[int, Field(ge=1, le=4)] = 1
+    padding: Annotated[int, Field(ge=0, le=5)] = 0
+    pool: bool = False
+
+    def conv_size(self, h: int, w: int) -> tuple[int, int]:
+        """Height and width of this convolution's output (before the pool) for h x w input."""
+        k, s, p = self.kernel, self.stride, self.padding
+        return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+
+
+class CNNArch(_Strict):
+    """A convolutional network: ``conv`` layers in order (BNN-PYNQ's CNV: 64, 64+pool,
+    128, 128+pool, 256, 256), flattened into fully connected layers of widths ``hidden``,
+    then the output layer. ``batchnorm``: BatchNorm2d/1d after every layer but the output
+    one (``true``) or none; ``dropout`` applies to the fully connected hidden layers."""
+
+    type: Literal["cnn"]
+    conv: list[ConvLayer] = Field(min_length=1)
+    hidden: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+    batchnorm: bool | Literal["fold"] = True
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+    @field_validator("batchnorm")
+    @classmethod
+    def _no_fold(cls, v: bool | str) -> bool | str:
+        if v == "fold":
+            raise ValueError("fold is for arch.type fc only (convolutions keep a float BatchNorm)")
+        return v
+
+    @property
+    def n_hidden(self) -> int:
+        return len(self.conv) + len(self.hidden)
+
+
+def _arch_type(v) -> str:
+    # a recipe without arch.type is an fc one, as before the cnn type existed
+    return v.get("type", "fc") if isinstance(v, dict) else getattr(v, "type", "fc")
+
+
+Arch = Annotated[
+    Annotated[FCArch, Tag("fc")] | Annotated[CNNArch, Tag("cnn")],
+    Discriminator(
+        _arch_type,
+        custom_error_type="arch_type",
+        custom_error_message="expected 'fc' or 'cnn'",
+    ),
+]
 
 
 class InputQuant(_Strict):
@@ -108,11 +180,63 @@ class Recipe(_Strict):
             raise ValueError(
                 "quant.weight_quantizer: quantnet does not combine with batchnorm fold"
             )
+        if self.arch.type == "cnn":
+            if self.quant.weight_quantizer == "quantnet":
+                raise ValueError("quant.weight_quantizer: quantnet is for arch.type fc only")
+            self._check_feature_maps()
         return self
+
+    def _check_feature_maps(self) -> None:
+        """Every convolution fits its input, every pool divides it, and no padded convolution
+        reads 1-bit (bipolar) values: FINN pads them with -1 where Brevitas pads with 0."""
+        _, h, w = INPUT_SHAPES[self.dataset.name]
+        in_bits = [1 if self.input.mode == "bipolar" else self.input.bits, *self.act_bits]
+        for i, c in enumerate(self.arch.conv):
+            if c.padding and in_bits[i] == 1:
+                src = "input.mode bipolar" if i == 0 else f"{in_bits[i]}-bit activations"
+                raise ValueError(
+                    f"arch.conv.{i}.padding: a padded convolution of bipolar input ({src}) is "
+                    "not exact in hardware (FINN pads with -1, Brevitas with 0): use padding 0 "
+                    "or 2+ bits before it"
+                )
+            if min(h, w) + 2 * c.padding < c.kernel:
+                raise ValueError(
+                    f"arch.conv.{i}.kernel: {c.kernel}x{c.kernel} does not fit the {h}x{w} "
+                    f"feature map ({self.dataset.name}, padding {c.padding})"
+                )
+            h, w = c.conv_size(h, w)
+            if c.pool:
+                if h % 2 or w % 2:
+                    raise ValueError(
+                        f"arch.conv.{i}.pool: the {h}x{w} feature map does not divide into "
+                        "2x2 pools"
+                    )
+                h, w = h // 2, w // 2
 
     @property
     def n_layers(self) -> int:
-        return len(self.arch.hidden) + 1
+        return self.arch.n_hidden + 1
+
+    def layer_dims(self, input_shape: tuple[int, ...], n_classes: int) -> list[tuple[int, int]]:
+        """(inputs per output, outputs) of each layer: a convolution's dot product spans
+        in_channels x kernel x kernel and it has out_channels outputs (per pixel)."""
+        if self.arch.type == "fc":
+            widths = [math.prod(input_shape), *self.arch.hidden, n_classes]
+            return list(itertools.pairwise(widths))
+        channels, h, w = input_shape
+        dims = []
+        for c in self.arch.conv:
+            dims.append((channels * c.kernel * c.kernel, c.channels))
+            channels, (h, w) = c.channels, c.conv_size(h, w)
+            if c.pool:
+                h, w = h // 2, w // 2
+        widths = [channels * h * w, *self.arch.hidden, n_classes]
+        return dims + list(itertools.pairwise(widths))
+
+    def weight_memory_bits(self, input_shape: tuple[int, ...], n_classes: int) -> int:
+        """Bits of all weights at their bitwidths (the sum of fan-in x outputs x bits)."""
+        dims = self.layer_dims(input_shape, n_classes)
+        return sum(i * o * b for (i, o), b in zip(dims, self.weight_bits, strict=True))
 
     @property
     def weight_bits(self) -> list[int]:
@@ -121,8 +245,8 @@ class Recipe(_Strict):
 
     @property
     def act_bits(self) -> list[int]:
-        """Bitwidth of the activation after each hidden layer."""
-        return _resolve(self.quant.activations, len(self.arch.hidden), "quant.activations")
+        """Bitwidth of the activation after each hidden layer (convolutions first)."""
+        return _resolve(self.quant.activations, self.arch.n_hidden, "quant.activations")
 
     def digest(self) -> str:
         """Content hash: a build made from this recipe is stale when it changes."""
@@ -173,15 +297,24 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         raise TaperError(f"{path}: {_one_line(e)}") from None
 
 
+_POLICY_TAGS = {"uniform", "explicit", "progressive"}
+_UNION_TAGS = {"arch": {"fc", "cnn"}, "weights": _POLICY_TAGS, "activations": _POLICY_TAGS}
+
+
 def _one_line(e: ValidationError) -> str:
     err = e.errors()[0]
     # Drop the discriminator tag pydantic inserts into the location of union members.
-    loc = ".".join(str(x) for x in err["loc"] if x not in ("uniform", "explicit", "progressive"))
+    raw = err["loc"]
+    loc = ".".join(
+        str(x) for i, x in enumerate(raw) if not (i and x in _UNION_TAGS.get(raw[i - 1], ()))
+    )
     msg = err["msg"]
+    got = err.get("input")
     if err["type"] == "extra_forbidden":
         return f"unknown field '{loc}'"
+    if err["type"] == "arch_type":
+        loc, got = f"{loc}.type", got.get("type") if isinstance(got, dict) else got
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    got = err.get("input")
     shown = "" if isinstance(got, dict | list) or got is None else f", got {got!r}"
     return f"field '{loc}': {msg}{shown}" if loc else f"{msg}{shown}"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from brevitas.nn import QuantLinear
+from brevitas.nn import QuantConv2d, QuantLinear
 from torch import nn
 
 from compiler.build import CHECKPOINT, METRICS, QONNX, RECIPE, atomic_write, write_json, write_text  # noqa: E402
@@ -48,19 +48,33 @@ def build_model(recipe: Recipe, data: Split, seed: int) -> nn.Module:
 
 
 def layer_table(model: nn.Module, recipe: Recipe) -> list[dict]:
-    """Per-layer shape, bitwidths and weight memory of a built model."""
+    """Per-layer shape, bitwidths and weight memory of a built model; a convolution's ``in``
+    is its dot product's length (in_channels x kernel x kernel), with its kernel, stride and
+    padding."""
     rows = []
-    linears = [m for m in model.modules() if isinstance(m, QuantLinear)]
+    layers = [m for m in model.modules() if isinstance(m, QuantLinear | QuantConv2d)]
     acts = [*recipe.act_bits, None]
-    for i, (lin, wb) in enumerate(zip(linears, recipe.weight_bits, strict=True)):
+    for i, (lay, wb) in enumerate(zip(layers, recipe.weight_bits, strict=True)):
+        conv = {}
+        if isinstance(lay, QuantConv2d):
+            n_in, n_out = lay.weight[0].numel(), lay.out_channels
+            conv = {
+                "kernel": lay.kernel_size[0],
+                "stride": lay.stride[0],
+                "padding": lay.padding[0],
+                "in_channels": lay.in_channels,
+            }
+        else:
+            n_in, n_out = lay.in_features, lay.out_features
         rows.append(
             {
                 "layer": i,
-                "in": lin.in_features,
-                "out": lin.out_features,
+                "in": n_in,
+                "out": n_out,
+                **conv,
                 "weight_bits": wb,
                 "act_bits": acts[i],
-                "weight_memory_bits": lin.in_features * lin.out_features * wb,
+                "weight_memory_bits": n_in * n_out * wb,
             }
         )
     return rows

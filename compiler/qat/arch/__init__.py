@@ -13,4 +13,8 @@ def build(recipe: Recipe, input_shape: tuple[int, ...], n_classes: int) -> nn.Mo
         from compiler.qat.arch.fc import FC
 
         return FC(recipe, input_shape, n_classes)
+    if recipe.arch.type == "cnn":
+        from compiler.qat.arch.cnn import CNN
+
+        return CNN(recipe, input_shape, n_classes)
     raise ValueError(f"unknown architecture {recipe.arch.type!r}")
