@@ -33,7 +33,7 @@ def test_transfer_keeps_what_the_surviving_neurons_compute():
     data = load("digits", seed=0, holdout=360)
     base = build_model(r, data, 0)
     fit(r, base, data, 1, 0)  # brevitas creates its learned activation scales in training
-    lin0, lin1 = P._linears(base)[:2]
+    lin0, lin1 = P._weight_layers(base)[:2]
     with torch.no_grad():  # make hidden neurons 3 and 7 of layer 0 dead (zero outgoing weights)
         lin1.weight[:, [3, 7]] = 0.0
     scores = P.importance(base)

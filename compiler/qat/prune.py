@@ -1,9 +1,11 @@
 """Automatic pruning of quantized networks (after Guerra et al. 2020, arXiv 2002.00523).
 
-Criterion: a hidden neuron (an output channel of a quantized layer) is redundant when its
-*quantized* weights carry little: importance = (L1 of its quantized incoming weights, in
-integer levels) x (L1 of its quantized outgoing weights). Neurons whose low-precision weights
-all round to zero score 0 and go first. Per-layer pruning ratios are chosen by Bayesian
+Criterion: a hidden neuron (an output channel of a quantized layer: a fully connected
+layer's output or a convolution's output channel) is redundant when its *quantized* weights
+carry little: importance = (L1 of its quantized incoming weights, in integer levels) x (L1 of
+its quantized outgoing weights: every kernel tap of the next convolution, or every pixel of
+the channel in the fully connected layer after the flatten). Neurons whose low-precision
+weights all round to zero score 0 and go first. Per-layer pruning ratios are chosen by Bayesian
 optimisation (Optuna TPE): each trial prunes every hidden layer by its ratio, copies the
 surviving weights from the trained model, fine-tunes, and is feasible when its validation
 accuracy is within ``max_drop`` of the unpruned model's; the objective is weight memory. The
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from brevitas.nn import QuantLinear
+from brevitas.nn import QuantConv2d, QuantLinear
 
 from compiler.build import atomic_write, write_json, write_text
 from compiler.errors import TaperError
@@ -52,8 +54,9 @@ def split_validation(data: Split, n: int = VAL) -> tuple[Split, Split]:
     return fit_part, val
 
 
-def _linears(model) -> list[QuantLinear]:
-    return [m for m in model.layers if isinstance(m, QuantLinear)]
+def _weight_layers(model) -> list[QuantLinear | QuantConv2d]:
+    """The quantized linear and convolution layers of ``model.layers``, in order."""
+    return [m for m in model.layers if isinstance(m, QuantLinear | QuantConv2d)]
 
 
 def _int_weights(layer: QuantLinear) -> torch.Tensor:
@@ -70,12 +73,15 @@ def _int_weights(layer: QuantLinear) -> torch.Tensor:
 
 def importance(model) -> list[np.ndarray]:
     """Per hidden layer, each neuron's importance (see the module docstring)."""
-    lins = _linears(model)
-    ints = [_int_weights(lin) for lin in lins]
-    return [
-        (ints[i].sum(1) * ints[i + 1].sum(0)).numpy().astype(np.float64)
-        for i in range(len(lins) - 1)
-    ]
+    ints = [_int_weights(lay) for lay in _weight_layers(model)]
+    out = []
+    for i in range(len(ints) - 1):
+        incoming = ints[i].flatten(1).sum(1)
+        # the next layer's inputs grouped by neuron: kernel taps, or the pixels of a channel
+        # after the flatten (channel-major)
+        outgoing = ints[i + 1].sum(0).reshape(len(incoming), -1).sum(1)
+        out.append((incoming * outgoing).numpy().astype(np.float64))
+    return out
 
 
 def keep_indices(scores: list[np.ndarray], ratios: list[float]) -> list[np.ndarray]:
@@ -89,11 +95,20 @@ def keep_indices(scores: list[np.ndarray], ratios: list[float]) -> list[np.ndarr
     return out
 
 
+def widths(recipe: Recipe) -> list[int]:
+    """The prunable widths: each convolution's channels, then the hidden layers'."""
+    convs = recipe.arch.conv if recipe.arch.type == "cnn" else []
+    return [c.channels for c in convs] + list(recipe.arch.hidden)
+
+
 def pruned_recipe(recipe: Recipe, keep: list[np.ndarray], name: str) -> Recipe:
     d = recipe.model_dump(mode="json")
     d["name"] = name
     d["description"] = f"{recipe.name} pruned to hidden widths {[len(k) for k in keep]}"
-    d["arch"]["hidden"] = [len(k) for k in keep]
+    n_conv = len(d["arch"].get("conv", []))
+    for c, k in zip(d["arch"].get("conv", []), keep, strict=False):
+        c["channels"] = len(k)
+    d["arch"]["hidden"] = [len(k) for k in keep[n_conv:]]
     d["quant"]["weights"] = {"policy": "explicit", "bits": recipe.weight_bits}
     if recipe.act_bits:
         d["quant"]["activations"] = {"policy": "explicit", "bits": recipe.act_bits}
@@ -106,9 +121,10 @@ def transfer(base, small, keep: list[np.ndarray]) -> None:
     # which hidden layer's neurons each module's tensors follow, by position in the Sequential
     owner, li = {}, -1
     for name, mod in base.layers.named_children():
-        if isinstance(mod, QuantLinear):
+        if isinstance(mod, QuantLinear | QuantConv2d):
             li += 1
         owner[name] = li
+    base_widths = [lay.weight.shape[0] for lay in _weight_layers(base)]
     n_hidden = len(keep)
     # Keys a fresh model lacks (Brevitas creates learned activation scales on first use) are
     # per-tensor: copied as they are.
@@ -127,17 +143,17 @@ def transfer(base, small, keep: list[np.ndarray]) -> None:
         if out_idx is not None and v.shape[0] != t.shape[0]:
             v = v.index_select(0, out_idx)
         if v.dim() > 1 and in_idx is not None and v.shape[1] != t.shape[1]:
-            v = v.index_select(1, in_idx)
+            # after the flatten each channel is `per` consecutive inputs (its pixels)
+            per = v.shape[1] // base_widths[i - 1]
+            v = v.index_select(1, (in_idx[:, None] * per + torch.arange(per)).reshape(-1))
         if v.shape != t.shape:
             raise TaperError(f"pruning: cannot map {key} {tuple(s.shape)} -> {tuple(t.shape)}")
         new[key] = v
     small.load_state_dict(new)
 
 
-def weight_bits(recipe: Recipe, in_features: int, n_classes: int) -> int:
-    widths = [in_features, *recipe.arch.hidden, n_classes]
-    bits = recipe.weight_bits
-    return sum(widths[i] * widths[i + 1] * bits[i] for i in range(len(bits)))
+def weight_bits(recipe: Recipe, input_shape: tuple[int, ...], n_classes: int) -> int:
+    return recipe.weight_memory_bits(tuple(input_shape), n_classes)
 
 
 # ---------------------------------------------------------------------------- the study
@@ -177,7 +193,7 @@ def objective(
     recipe, data, base = _context(recipe_path, base_dir, seed)
     ratios = [
         trial.suggest_float(f"ratio_{i}", 0.0, RATIO_MAX, step=0.05)
-        for i in range(len(recipe.arch.hidden))
+        for i in range(recipe.arch.n_hidden)
     ]
     keep = keep_indices(importance(base), ratios)
     small_recipe = pruned_recipe(recipe, keep, recipe.name + "_trial")
@@ -189,7 +205,7 @@ def objective(
     trial.set_user_attr("val_accuracy", acc)
     trial.set_user_attr("hidden", [len(k) for k in keep])
     trial.set_constraint("accuracy_drop", base_val - max_drop - acc)
-    return weight_bits(small_recipe, int(np.prod(data.input_shape)), data.n_classes)
+    return weight_bits(small_recipe, data.input_shape, data.n_classes)
 
 
 @one_torch_thread()
@@ -209,8 +225,8 @@ def prune(
     from compiler.qat import study as S
     from compiler.qat.export import export_qonnx
 
-    if recipe.arch.type != "fc" or not recipe.arch.hidden:
-        raise TaperError(f"{recipe.name}: pruning needs hidden layers (arch.hidden)")
+    if not recipe.arch.n_hidden:
+        raise TaperError(f"{recipe.name}: pruning needs hidden layers (arch.hidden or arch.conv)")
     seed = recipe.seed if seed is None else seed
     out = Path(out)
     if storage:
@@ -253,13 +269,13 @@ def prune(
             f"{recipe.name}: no trial kept validation accuracy within {max_drop:g} of "
             f"{base_val:.2%}; raise --max-accuracy-drop or --trials"
         )
-    ratios = [best.params[f"ratio_{i}"] for i in range(len(recipe.arch.hidden))]
+    ratios = [best.params[f"ratio_{i}"] for i in range(recipe.arch.n_hidden)]
     keep = keep_indices(importance(base), ratios)
     final = pruned_recipe(recipe, keep, recipe.name + "_pruned")
     model = build_model(final, data, seed)
     transfer(base, model, keep)
     fit(final, model, data, ft, seed)  # fine-tune on the whole training split
-    n_in = int(np.prod(data.input_shape))
+    n_in = data.input_shape
     metrics = {
         "model": final.name,
         "pruned_from": recipe.name,
@@ -270,6 +286,8 @@ def prune(
         "max_accuracy_drop": max_drop,
         "hidden": final.arch.hidden,
         "base_hidden": recipe.arch.hidden,
+        "widths": widths(final),
+        "base_widths": widths(recipe),
         "ratios": ratios,
         "weight_memory_bits": weight_bits(final, n_in, data.n_classes),
         "base_weight_memory_bits": weight_bits(recipe, n_in, data.n_classes),
@@ -286,7 +304,7 @@ def prune(
     write_json(out / METRICS, metrics)
     if not quiet:
         print(
-            f"[taper] {final.name}: hidden {recipe.arch.hidden} -> {final.arch.hidden}, weight "
+            f"[taper] {final.name}: widths {widths(recipe)} -> {widths(final)}, weight "
             f"memory {metrics['base_weight_memory_bits']:,} -> {metrics['weight_memory_bits']:,}"
             f" bits, holdout {metrics['base_accuracy']:.2%} -> {metrics['accuracy']:.2%} -> {out}"
         )

@@ -17,7 +17,8 @@ validation part. The best feasible one is retrained on the whole training split 
 out; uniform and progressive (linearly decreasing) bitwidths at the same budget are trained
 the same way for comparison and drawn with all trials in ``pareto.png``.
 
-Costs: ``weight_bits`` is exact (sum of in x out x bits). ``lut`` is FINN's LUT estimate of
+Costs: ``weight_bits`` is exact (sum of in x out x bits; a convolution's in is
+in_channels x kernel x kernel). ``lut`` is FINN's LUT estimate of
 the compiled model (weights do not matter to it, so an untrained model is compiled); the
 dynamic programming uses per-layer LUTs measured at uniform bitwidths (a layer's input bits
 are approximated by its own), and every reported cost is measured on the real configuration.
@@ -62,7 +63,7 @@ def with_bits(recipe: Recipe, bits: list[int], name: str | None = None) -> Recip
     d = recipe.model_dump(mode="json")
     d["name"] = name or recipe.name
     d["quant"]["weights"] = {"policy": "explicit", "bits": list(bits)}
-    if recipe.arch.hidden:
+    if recipe.arch.n_hidden:
         d["quant"]["activations"] = {"policy": "explicit", "bits": list(bits[:-1])}
     return Recipe.model_validate(d)
 
@@ -71,8 +72,8 @@ def with_bits(recipe: Recipe, bits: list[int], name: str | None = None) -> Recip
 
 
 def weight_bits_cost(recipe: Recipe, data: Split, bits: list[int]) -> float:
-    widths = [int(np.prod(data.input_shape)), *recipe.arch.hidden, data.n_classes]
-    return float(sum(widths[i] * widths[i + 1] * b for i, b in enumerate(bits)))
+    dims = recipe.layer_dims(data.input_shape, data.n_classes)
+    return float(sum(n_in * n_out * b for (n_in, n_out), b in zip(dims, bits, strict=True)))
 
 
 _LUTS: dict[tuple, list[float]] = {}  # (recipe digest, bits) -> per-layer LUTs: one compile each
