@@ -84,7 +84,10 @@ def _window(group, source: str) -> SlidingWindow:
     where = f"{source}: node {describe(cig)}"
     a = _attrs(cig)
     if a("depthwise"):
-        raise TaperError(f"{where}: a depthwise sliding window (no IR layer for it yet)")
+        raise TaperError(
+            f"{where}: a depthwise sliding window (a padded pool or a depthwise convolution): "
+            "not supported"
+        )
     if any(int(d) != 1 for d in a("Dilation")):
         raise TaperError(f"{where}: dilated convolutions are not supported")
     dim = _square(where, "image", a("IFMDim"))
@@ -128,7 +131,10 @@ def _maxpool(group, source: str) -> MaxPool:
         raise TaperError(f"{where}: {a('Function')} pooling is not supported (max pooling is)")
     k = _square(where, "kernel", a("KernelSize"))
     if _square(where, "stride", c("Stride")) != k or any(int(d) != 1 for d in c("Dilation")):
-        raise TaperError(f"{where}: overlapping pooling (stride {c('Stride')}, kernel {k})")
+        raise TaperError(
+            f"{where}: pooling {k}x{k} windows with stride {c('Stride')[0]}: only "
+            "non-overlapping pooling (stride = kernel) is supported"
+        )
     t = IntType.parse(a("InputDataType"))
     if IntType.parse(a("OutputDataType")) != t:
         raise TaperError(f"{where}: a max pool that changes the type ({t} in)")
