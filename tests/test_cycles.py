@@ -1,5 +1,6 @@
 """The cycle model (`sim/cycles.py`) against Verilator, handshake by handshake: folding corner
-cases, FIFO depths 1 and 2, port patterns, random designs; FIFO sizing; bad input."""
+cases, FIFO depths 1 and 2, port patterns, random designs, CNN pipelines (sliding windows,
+convolutions over n_vectors, max pools); FIFO sizing; bad input."""
 
 import json
 
@@ -11,7 +12,18 @@ from test_rtl import chain
 
 from compiler.backends.rtl import simulate
 from compiler.errors import TaperError
-from compiler.ir import IntType, Thresholding
+from compiler.frontend.lower import accumulator_type
+from compiler.ir import (
+    FIFO,
+    InputEdge,
+    IntType,
+    MatVec,
+    MaxPool,
+    Model,
+    OutputEdge,
+    SlidingWindow,
+    Thresholding,
+)
 from compiler.references.rtl import cycle_difference
 from compiler.sim import bitexact, cycles
 from compiler.sim.fifo_sizing import read_depths, size_fifos, with_depths
@@ -222,3 +234,179 @@ def test_a_fifo_file_names_the_layer_and_field(tmp_path):
         read_depths(f, m)
     f.write_text(json.dumps({"thr": 3}))
     assert read_depths(f, m) == {"l2_out": 3}
+
+
+# ---------------------------------------------------------------------------- CNN pipelines
+
+UINT2 = IntType(2, False)
+
+
+def cnn(rng, d: int, c: int, steps: list[tuple], depths: list[int] | None = None) -> Model:
+    """A chain on a d x d x c INT4 image: ("window", k, s, pad, simd), ("conv", out, pe,
+    simd) (a MatVec per output pixel: n_vectors of them), ("fc", out, pe, simd) (the whole
+    frame one vector), ("thr", pe) (a thresholding unit per pixel), ("pool", k, pe). Every
+    MatVec but the last thresholds to UINT2; weights and thresholds are random (timing does
+    not depend on them)."""
+    t = IntType(4, True)
+    nv, feat = d * d, c  # the frame: nv vectors of feat elements
+    layers = []
+    for i, (kind, *a) in enumerate(steps):
+        last = i == len(steps) - 1
+        if kind == "window":
+            k, s, pad, simd = a
+            layer = SlidingWindow("", "", "", t, t, d, feat, k, s, pad, simd=simd)
+            d = layer.ofm_dim
+            nv, feat = d * d, k * k * feat
+        elif kind == "pool":
+            k, pe = a
+            layer = MaxPool("", "", "", t, t, d, feat, k, pe=pe)
+            d = layer.ofm_dim
+            nv = d * d
+        elif kind == "thr":
+            (pe,) = a
+            th = np.sort(rng.integers(t.min, t.max + 1, size=(feat, 3)), axis=1)
+            layer = Thresholding("", "", "", t, UINT2, feat, th, pe=pe, n_vectors=nv)
+            t = UINT2
+        else:
+            out, pe, simd = a
+            if kind == "fc":
+                nv, feat = 1, nv * feat
+            w = rng.integers(-2, 2, size=(out, feat))
+            acc = accumulator_type(w, t, False)
+            layer = MatVec(
+                "", "", "", t, acc, weight_type=IntType(2, True), acc_type=acc, weights=w,
+                pe=pe, simd=simd, n_vectors=nv,
+            )  # fmt: skip
+            if not last:
+                layer.thresholds = np.sort(rng.integers(acc.min, acc.max + 1, size=(out, 3)), 1)
+                layer.out_type = UINT2
+            t, feat = layer.out_type, out
+        layer.name, layer.output = f"l{i}", f"l{i}_out"
+        layer.input = "input" if i == 0 else layers[-1].output
+        layers.append(layer)
+    shape = (layers[0].in_frame,)
+    m = Model(
+        name="cnn",
+        input_edge=InputEdge(
+            kind="identity", in_shape=shape, shape=shape, out_type=IntType(4, True)
+        ),
+        layers=layers,
+        output_edge=OutputEdge(out_shape=()),
+        fifos=[
+            FIFO(x.input, dep, x.in_width) for x, dep in zip(layers, depths or [], strict=False)
+        ],
+    )
+    m.check()
+    return m
+
+
+# window -> conv -> pool -> window -> conv -> fc, the foldings matching (no converter)
+PLAIN = [
+    ("window", 3, 1, 1, 2),
+    ("conv", 4, 2, 2),
+    ("pool", 2, 2),
+    ("window", 2, 1, 0, 2),
+    ("conv", 4, 4, 2),
+    ("fc", 3, 1, 4),
+]
+# the same chain with other foldings: width converters before every layer but the first
+CONVERTED = [
+    ("window", 3, 1, 1, 1),
+    ("conv", 4, 2, 3),
+    ("pool", 2, 4),
+    ("window", 2, 1, 0, 1),
+    ("conv", 4, 2, 8),
+    ("fc", 3, 3, 2),
+]
+
+
+def test_n_vectors_are_frames_to_the_mvu_and_thresholding_units():
+    """The RTL knows vectors only: n_vectors per frame times F frames has every handshake
+    of n_vectors * F frames of one vector."""
+    rng = np.random.default_rng(7)
+    steps = [("conv", 4, 2, 1), ("thr", 2), ("conv", 6, 3, 4), ("conv", 2, 1, 3)]
+    per_pixel = cnn(rng, 3, 2, steps)  # 9 vectors per frame
+    one = cnn(np.random.default_rng(7), 1, 2, steps)
+    assert [x.n_vectors for x in per_pixel.layers] == [9] * 4
+    for p in PATTERNS.values():
+        p = {k: v for k, v in p.items() if k != "frame_period"}  # per frame: not the same
+        a, b = cycles.run(per_pixel, 4, **p), cycles.run(one, 36, **p)
+        for k, (valid, times) in a.links.items():
+            np.testing.assert_array_equal(valid, b.links[k][0])
+            np.testing.assert_array_equal(times, b.links[k][1])
+        assert a.stages == b.stages
+
+
+@st.composite
+def cnn_designs(draw):
+    """Random CNN chains: image size, kernels, strides, padding, pools, foldings, depths."""
+    d, c = draw(st.integers(3, 6)), draw(st.sampled_from([1, 2, 4]))
+    steps, dim, ch = [], d, c
+    for _ in range(draw(st.integers(1, 2))):
+        k = draw(st.integers(1, min(3, dim)))
+        s, pad = draw(st.integers(1, 2)), draw(st.integers(0, min(2, k)))
+        steps.append(
+            ("window", k, s, pad, draw(st.sampled_from([x for x in (1, 2, 4) if ch % x == 0])))
+        )
+        dim = (dim + 2 * pad - k) // s + 1
+        ch = draw(st.sampled_from([2, 4]))
+        steps.append(("conv", ch, draw(st.sampled_from([1, 2])), draw(st.sampled_from([1, k * k]))))
+        if dim >= 2 and draw(st.booleans()):
+            steps.append(("pool", 2, draw(st.sampled_from([1, 2]))))
+            dim //= 2
+    steps.append(("fc", 2, 1, draw(st.sampled_from([1, 2]))))
+    depths = [draw(st.integers(1, 4)) for _ in steps]
+    return d, c, steps, depths, draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(cnn_designs(), st.integers(1, 40))
+def test_cnn_steady_state_fill_equals_simulating_every_frame(design, period):
+    """Windows and pools leave input rows unread after a frame's last output (those lag the
+    output) and a window's writer waits on rows LINES back: the steady state still fills in
+    exactly. Every stage's busy + starved + blocked is the run's cycles, none negative."""
+    d, c, steps, depths, seed = design
+    m = cnn(np.random.default_rng(seed), d, c, steps, depths)
+    for p in (
+        {},
+        {"out_ready": [1] * period + [0]},
+        {"frame_period": 3 * period},
+        PATTERNS["stalls"],
+    ):
+        fast = cycles.run(m, 40, **p)
+        full = cycles.run(m, 40, steady_state=False, **p)
+        for k, (valid, times) in full.links.items():
+            np.testing.assert_array_equal(fast.links[k][0], valid)
+            np.testing.assert_array_equal(fast.links[k][1], times)
+        assert fast.stages == full.stages and fast.fifos == full.fifos
+        assert len(full.input_cycles) == 40 * full.in_words  # unread rows are taken too
+        end = max(int(t[-1]) for _, t in full.links.values()) + 1
+        for st_ in full.stages.values():
+            assert min(st_.busy, st_.starved, st_.blocked) >= 0
+            assert st_.busy + st_.starved + st_.blocked == end
+        if not p:  # never stalled, a steady state comes
+            assert fast.period is not None and fast.simulated_frames < 40
+
+
+# a window's bursts (a row of windows at a time) into a conv and a pool: three FIFOs of 2
+# words hold the II, with 1 word it grows (to 288 or 512 cycles)
+BURSTY = [
+    ("window", 2, 1, 2, 1),
+    ("conv", 4, 4, 1),
+    ("pool", 2, 1),
+    ("window", 1, 1, 1, 2),
+    ("conv", 2, 2, 1),
+    ("pool", 2, 2),
+    ("fc", 2, 1, 2),
+]
+
+
+def test_fifo_sizing_on_a_cnn_keeps_the_ii_and_each_depth_is_minimal():
+    m = cnn(np.random.default_rng(0), 5, 1, BURSTY)
+    s = size_fifos(m)
+    assert s.ii_cycles == s.ii_before == 256 == m.ii_cycles
+    assert s.after == {k: 2 if k in ("l0_out", "l1_out", "l3_out") else 1 for k in s.before}
+    sized = with_depths(m, s.after)
+    assert cycles.run(sized, 32).steady_ii_cycles == 256
+    shallower = {k: cycles.run(sized, 32, fifo_depths={k: 1}).steady_ii_cycles for k in s.after}
+    assert shallower == {**{k: 256 for k in s.after}, "l0_out": 512, "l1_out": 512, "l3_out": 288}

@@ -724,7 +724,10 @@ def run(
     for u in units:
         series += u.series()
     history = max(u.lookback for u in units)
-    history_words = {id(s): max(history * w, max(f.depth for f in fifos) + 2) for s, w in series}
+    history_words = {id(s): history * w for s, w in series}
+    for fi in fifos:  # a FIFO takes word k once word k - depth left: its output's lookback
+        for s in (fi.out.times, fi.out.valid):
+            history_words[id(s)] = max(history_words[id(s)], fi.depth + 2)
     patterns = (pin, pout)
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20_000))
