@@ -18,11 +18,18 @@ import numpy as np
 
 from compiler.build import write_text
 from compiler.errors import TaperError
-from compiler.ir.model import Layer, MatVec, Model, Thresholding
+from compiler.ir.model import Layer, MatVec, MaxPool, Model, SlidingWindow, Thresholding
 from compiler.ir.types import IntType
 
 LIBRARY = Path(str(files("compiler.hw"))) / "rtl"
-LIBRARY_FILES = ("taper_fifo.sv", "taper_dwc.sv", "taper_mvu.sv", "taper_thresholding.sv")
+LIBRARY_FILES = (
+    "taper_fifo.sv",
+    "taper_dwc.sv",
+    "taper_mvu.sv",
+    "taper_thresholding.sv",
+    "taper_swg.sv",
+    "taper_maxpool.sv",
+)
 MAX_IN_BITS = 16
 MAX_W_BITS = 8
 MAX_ACC_BITS = 48
@@ -91,23 +98,65 @@ def rom_luts(depth: int, width: int) -> int:
     return 0 if depth <= 2 else width * -(-depth // 64)
 
 
+def lutram_cells(depth: int, width: int) -> int:
+    """Distributed RAM cells (one write, one read port) of a ``depth`` x ``width`` memory as
+    Yosys maps it: RAM32M (32 x 6) or RAM64M (64 x 3) each; the synth step counts a cell as
+    one LUT."""
+    if depth <= 32:
+        return -(-width // 6)
+    return -(-width // 3) * -(-depth // 64)
+
+
+# Read-write memories (the sliding window's line buffer), keyed by style parameter: in LUTs
+# they are distributed RAM (ram_style "distributed"; Yosys' "logic" would mean flip-flops),
+# not a logic ROM.
+RAM_KEYS = frozenset({"RAM_STYLE"})
+
+
+def memory_luts(key: str, depth: int, width: int) -> int:
+    """LUTs of memory ``key`` of ``depth`` x ``width`` bits when it is not in block RAM."""
+    return lutram_cells(depth, width) if key in RAM_KEYS else rom_luts(depth, width)
+
+
+def style_value(key: str, style: str) -> str:
+    """The Verilog parameter value of memory ``key`` in ``style`` ("block" or "logic")."""
+    return '"distributed"' if style == "logic" and key in RAM_KEYS else f'"{style}"'
+
+
 def rom_bram36(depth: int, width: int) -> float:
     return min(-(-depth // d) * -(-width // w) for d, w in BRAM18_SHAPES) / 2
 
 
-def ram_style(depth: int, width: int) -> str:
-    """ "block" (block RAM) when a ROM of ``depth`` words of ``width`` bits saves at least
-    MIN_LUTS_PER_BRAM36 LUTs per block RAM there, else "logic" (LUTs): shallow memories stay in
-    LUTs, however wide."""
-    saving = rom_luts(depth, width) / rom_bram36(depth, width)
+def ram_style(depth: int, width: int, key: str = "W_STYLE") -> str:
+    """ "block" (block RAM) when memory ``key`` of ``depth`` words of ``width`` bits (a ROM,
+    or a RAM of RAM_KEYS) saves at least MIN_LUTS_PER_BRAM36 LUTs per block RAM there, else
+    "logic" (LUTs): shallow memories stay in LUTs, however wide."""
+    saving = memory_luts(key, depth, width) / rom_bram36(depth, width)
     return "block" if saving > MIN_LUTS_PER_BRAM36 else "logic"
 
 
+def swg_lines(layer: SlidingWindow) -> int:
+    """Rows of taper_swg's line buffer at its default LINES (its header): a power of two,
+    at least K + S and the rows a frame's last window and the next frame's first span."""
+    d, k, s, pad, o = layer.ifm_dim, layer.kernel, layer.stride, layer.pad, layer.ofm_dim
+    lo_last = min(max((o - 1) * s - pad, 0), d)
+    hi_first = min(max(k - pad, 0), d)
+    need = max(d + hi_first - lo_last, k + s)
+    return 1 << (need - 1).bit_length()
+
+
 def memory_shapes(layer: Layer, p: dict) -> dict[str, tuple[int, int]]:
-    """(depth, width) of each parameter memory of a layer, keyed by its style parameter."""
+    """(depth, width) of each memory of a layer in block RAM or LUTs as the generator
+    decides (parameter ROMs, the window's line buffer), keyed by its style parameter. The
+    maxpool's row of partial maxima is LUT RAM always (read asynchronously): not here."""
+    if isinstance(layer, SlidingWindow):
+        words = swg_lines(layer) * layer.ifm_dim * (layer.channels // layer.simd)
+        return {"RAM_STYLE": (words, layer.simd * layer.input_type.bits)}
+    if not isinstance(layer, MatVec | Thresholding):
+        return {}
     nf = layer.out_features // layer.pe
     shapes = {}
-    if layer.kind == "matvec":
+    if isinstance(layer, MatVec):
         shapes["W_STYLE"] = (
             nf * (layer.in_features // layer.simd),
             layer.pe * layer.simd * int(p["W_BITS"]),
@@ -129,10 +178,10 @@ def assign_styles(m: Model, params: list[dict], bram36: float | None) -> None:
         p.pop("W_SPLIT", None)
         p.pop("WEIGHT_FILE_HI", None)
         for key, (depth, width) in memory_shapes(layer, p).items():
-            p[key] = '"logic"'
-            if ram_style(depth, width) == "block":
+            p[key] = style_value(key, "logic")
+            if ram_style(depth, width, key) == "block":
                 b = rom_bram36(depth, width)
-                mems.append((rom_luts(depth, width) / b, b, p, key, depth, width))
+                mems.append((memory_luts(key, depth, width) / b, b, p, key, depth, width))
     used, split = 0.0, False
     for _, b, p, key, depth, width in sorted(mems, key=lambda e: -e[0]):
         if bram36 is None or used + b <= bram36:
@@ -164,7 +213,8 @@ def memory_parts(layer: Layer, p: dict) -> dict[str, tuple[int, int, str]]:
     LUT part (``W_SPLIT``)."""
     parts = {}
     for key, (depth, width) in memory_shapes(layer, p).items():
-        style = str(p.get(key, f'"{ram_style(depth, width)}"')).strip('"')
+        style = str(p.get(key, f'"{ram_style(depth, width, key)}"')).strip('"')
+        style = "logic" if style == "distributed" else style
         split = int(p.get("W_SPLIT", 0)) if key == "W_STYLE" else 0
         if split:
             parts[key] = (depth, split, "block")
@@ -200,6 +250,13 @@ def mvu_params(layer: MatVec, prefix: str) -> dict[str, object]:
     if wt.bits > MAX_W_BITS:
         raise TaperError(
             f"layer {name}: {wt.bits}-bit weights, the RTL library takes at most {MAX_W_BITS}"
+        )
+    if it.bipolar and wt.bipolar and not layer.xnor:
+        # taper_mvu takes one bipolar operand (or XNOR of {0, 1} codes); with both, it would
+        # read the weights' codes 0/1 as integers: refuse rather than compute another layer
+        raise TaperError(
+            f"layer {name}: bipolar inputs times bipolar weights; the RTL library takes them "
+            "as an XNOR layer (FINN's ConvertBipolarMatMulToXnorPopcount)"
         )
     acc_bits = at.bits + (0 if at.signed else 1)
     if acc_bits > MAX_ACC_BITS:
@@ -265,6 +322,44 @@ def thresholding_params(layer: Thresholding, prefix: str) -> dict[str, object]:
     }
 
 
+def _elem_bits(layer: Layer) -> int:
+    it = layer.input_type
+    if it.bits > MAX_IN_BITS:
+        raise TaperError(
+            f"layer {layer.name}: {it.bits}-bit inputs, the RTL library takes at most {MAX_IN_BITS}"
+        )
+    return it.bits
+
+
+def window_params(layer: SlidingWindow, prefix: str) -> dict[str, object]:
+    # the pad value as the stream encodes it (bipolar -1 is code 0; signed: two's complement
+    # in ELEM_BITS), so the unit pads with the word a real pixel of that value would be
+    pad = int(encode(np.array([layer.pad_value]), layer.input_type)[0])
+    return {
+        "IFM_DIM": layer.ifm_dim,
+        "C": layer.channels,
+        "SIMD": layer.simd,
+        "ELEM_BITS": _elem_bits(layer),
+        "K": layer.kernel,
+        "S": layer.stride,
+        "PAD": layer.pad,
+        "PAD_VALUE": pad,
+        "RAM_STYLE": '"block"',  # set by assign_styles
+    }
+
+
+def maxpool_params(layer: MaxPool, prefix: str) -> dict[str, object]:
+    return {
+        "IFM_DIM": layer.ifm_dim,
+        "C": layer.channels,
+        "PE": layer.pe,
+        "ELEM_BITS": _elem_bits(layer),
+        # bipolar codes 0 (-1) < 1 (+1) compare as unsigned, in the order of their values
+        "SIGNED": int(layer.input_type.signed),
+        "K": layer.kernel,
+    }
+
+
 def weight_words(layer: MatVec) -> list[str]:
     nf, sf, pe, simd = (
         layer.out_features // layer.pe,
@@ -302,6 +397,10 @@ def _thresholding_memories(layer: Thresholding, p: dict) -> dict[str, list[str]]
     return {"thresholds": threshold_words(layer, int(p["T_BITS"]))}
 
 
+def _no_memories(layer: Layer, p: dict) -> dict[str, list[str]]:
+    return {}
+
+
 @dataclass(frozen=True)
 class RtlKind:
     """How one IR layer kind becomes Verilog: its library module, its parameters and the
@@ -315,6 +414,8 @@ class RtlKind:
 MODULES: dict[str, RtlKind] = {
     "matvec": RtlKind("taper_mvu", mvu_params, _mvu_memories),
     "thresholding": RtlKind("taper_thresholding", thresholding_params, _thresholding_memories),
+    "window": RtlKind("taper_swg", window_params, _no_memories),
+    "maxpool": RtlKind("taper_maxpool", maxpool_params, _no_memories),
 }
 
 
@@ -385,7 +486,7 @@ def top_verilog(m: Model, params: list[dict]) -> tuple[str, str]:
             f"        .clk(clk), .rst_n(rst_n), .s_tdata({data}), .s_tvalid({valid}), .s_tready({ready}),",
             f"        .m_tdata({f}_tdata), .m_tvalid({f}_tvalid), .m_tready({f}_tready));",
         ]
-        out = Stream(layer.out_elems, int(p["OUT_BITS"]))
+        out = Stream(layer.out_elems, layer.out_type.bits)
         plist = ", ".join(f".{k}({v})" for k, v in p.items())
         lines += [
             f"    logic [{out.width - 1}:0] {n}_tdata;",
@@ -475,7 +576,7 @@ def generate(m: Model, out: Path, mem_prefix: str = "") -> dict:
                         "depth": d,
                         "width": w,
                         "style": style,
-                        "lut": rom_luts(d, w) if style == "logic" else 0,
+                        "lut": memory_luts(key, d, w) if style == "logic" else 0,
                         "bram36": rom_bram36(d, w) if style == "block" else 0,
                     }
                     for key, (d, w, style) in memory_parts(layer, p).items()
