@@ -28,7 +28,10 @@ changes). Terms (per layer, all in LUTs or FFs):
   of IN + OUT elements, each bit a multiplexer over the OUT + 1 places a word can land);
 - control (counters, handshakes): a constant.
 
-A standalone Thresholding layer has the comparator, memory and FIFO terms only. The model
+A standalone Thresholding layer has the comparator, memory and FIFO terms only. The CNN
+units (sliding window, max pooling) have fixed terms counted from their RTL (see
+``_window_unit``, ``_pool_unit``): the window's line buffer (LINES rows of IFM_DIM*C/SIMD
+words of SIMD elements) in block RAM or distributed RAM as the generator puts it. The model
 is of Xilinx LUT6s; for an ECP5 board the same numbers are held against its LUT4 count
 (not calibrated there; a LUT4 does less, so ECP5 foldings may come out too fast).
 """
@@ -45,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.backends.rtl import generate as G
-from compiler.ir.model import Layer, MatVec, Model, Thresholding
+from compiler.ir.model import Layer, MatVec, MaxPool, Model, SlidingWindow, Thresholding
 from compiler.ir.types import IntType
 
 COEFFS_FILE = Path(str(files("compiler.backends.rtl"))) / "cost_coeffs.json"
@@ -75,21 +78,20 @@ def heap_width(layer: MatVec, acc_bits: int) -> int:
 def ram_cells(depth: int, width: int) -> int:
     """Distributed RAM cells (each counted as one LUT, as the synth step counts them) of a
     memory with one write and one read port: RAM32M (32 x 6) or RAM64M (64 x 3) each."""
-    if depth <= 32:
-        return _ceil_div(width, 6)
-    return _ceil_div(width, 3) * _ceil_div(depth, 64)
+    return G.lutram_cells(depth, width)
 
 
 @dataclasses.dataclass(frozen=True)
 class Memory:
-    name: str  # W_STYLE / T_STYLE (W_SPLIT: the weights' part in LUTs): taper_mvu's parameter
+    name: str  # W_STYLE / T_STYLE (W_SPLIT: the weights' part in LUTs): taper_mvu's parameter;
+    # RAM_STYLE: taper_swg's line buffer
     depth: int
     width: int
     style: str  # "logic" or "block"
 
     @property
     def lut(self) -> int:
-        return G.rom_luts(self.depth, self.width) if self.style == "logic" else 0
+        return G.memory_luts(self.name, self.depth, self.width) if self.style == "logic" else 0
 
     @property
     def bram36(self) -> float:
@@ -127,6 +129,13 @@ def features(
     mems = memories(layer, p)
     stream = layer.in_width
     dwc_bits, dwc_mux = dwc_terms(layer, in_elems)
+    if isinstance(layer, SlidingWindow | MaxPool):
+        lut = dict.fromkeys(LUT_TERMS, 0.0)
+        ff = dict.fromkeys(FF_TERMS, 0.0)
+        unit = _window_unit(layer, mems) if isinstance(layer, SlidingWindow) else _pool_unit(layer)
+        lut.update(dwc=dwc_mux, unit=unit[0])
+        ff.update(dwc=dwc_bits, unit=unit[1])
+        return lut, ff, mems
     n = int(p.get("N_THRESH", 0))
     tb = int(p.get("T_BITS", 0))
     pe = layer.pe
@@ -178,6 +187,77 @@ def features(
     return lut, ff, mems
 
 
+# The CNN units (taper_swg, taper_maxpool) are not in the calibration: their cost, FIFO in
+# front included, is one fixed "unit" term (coefficient 1), counted from their RTL and set
+# against Yosys (synth_xilinx -family xc7 -nodsp, the synth step's count: a distributed RAM
+# cell is one LUT) on 18 layers (10 windows, 8 pools: LUT -15 % .. +19 %, FF within 12 %
+# but for single-lane 8-bit pools, -35 %: Yosys keeps their FIFO in flip-flops); the width
+# converter in front keeps the calibrated "dwc" term. Block RAMs as Yosys' on all 18. Some
+# (Yosys LUT/FF -> estimate LUT/FF):
+#   window 8x8x3 INT4 SIMD 3 k3 s1 p1, LUT RAM 32 x 12        139/113 -> 143/111
+#   window 24x24x3 UINT4 SIMD 3 k3 s2 p1, LUT RAM 192 x 12    179/121 -> 153/119
+#   window 48x48x16 UINT1 SIMD 4 k3 s2, 0.5 BRAM36            140/100 -> 132/91
+#   window 32x32x32 UINT8 SIMD 32 k3 s1 p1, 4 BRAM36          415/83  -> 426/83
+#   window 36x36x64 UINT2 SIMD 8 k5 s1 p2, 1.5 BRAM36         153/88  -> 146/83
+#   maxpool 32x32x16 INT4 PE 4 k2 (64 x 16 LUT RAM)           79/44   -> 83/44
+#   maxpool 16x16x64 UINT1 PE 16 k2                           56/42   -> 62/41
+#   maxpool 24x24x8 UINT8 PE 1 k2 (96 x 8 LUT RAM)            66/51   -> 62/34
+SWG_CTL_LUT = 127  # counters, row/column arithmetic, handshakes (Yosys: 116..153)
+SWG_CTL_FF = 3  # running, valid, pad flag: beside 8 counters of CW bits
+POOL_CTL_LUT = 40  # position counters, window flags, handshakes
+POOL_CTL_FF = 3
+FIXED_TERMS = {"unit": 1.0}
+
+
+def swg_counter_bits(layer: SlidingWindow) -> int:
+    """taper_swg's CW: the width of its signed row and column counters."""
+    need = 4 * (
+        layer.ifm_dim + 2 * layer.pad + layer.kernel + layer.stride + G.swg_lines(layer)
+        + layer.channels // layer.simd
+    )  # fmt: skip
+    return (need - 1).bit_length() + 2
+
+
+def _window_unit(layer: SlidingWindow, mems: list[Memory]) -> tuple[float, float]:
+    """LUT and FF of taper_swg and its FIFO: the line buffer (distributed RAM cells, or block
+    RAM: none), the FIFO's distributed RAM, one LUT per output bit (the pad select after the
+    read port), the control; 8 counters of CW bits and, with the line buffer in LUTs, its
+    read register (Yosys keeps about three per bit)."""
+    ww = layer.simd * layer.input_type.bits
+    in_luts = sum(m.lut for m in mems)
+    lut = SWG_CTL_LUT + ww + G.lutram_cells(32, layer.in_width) + in_luts
+    ff = 8 * swg_counter_bits(layer) + SWG_CTL_FF + (3 * ww if in_luts else 0)
+    return float(lut), float(ff)
+
+
+def pool_memory_cells(depth: int, width: int) -> int:
+    """taper_maxpool's row of partial maxima: read and written at one address (single-port
+    distributed RAM, read asynchronously): RAM32M up to 32 words, else a RAM64X1S/RAM128X1S
+    per bit and 128 words."""
+    return -(-width // 6) if depth <= 32 else width * -(-depth // 128)
+
+
+def _pool_unit(layer: MaxPool) -> tuple[float, float]:
+    """LUT and FF of taper_maxpool and its FIFO: the partial maxima, a comparator and a
+    select per lane (a 1-bit lane: one LUT), the FIFO's distributed RAM, the control; the
+    output register and the position counters."""
+    bits = layer.input_type.bits
+    lane = 1 if bits == 1 else bits + bits // 2
+    depth = layer.ofm_dim * (layer.channels // layer.pe)
+    lut = (
+        POOL_CTL_LUT
+        + layer.pe * lane
+        + pool_memory_cells(depth, layer.pe * bits)
+        + G.lutram_cells(32, layer.in_width)
+    )
+    xb = layer.ifm_dim.bit_length()  # $clog2(IFM_DIM + 1)
+    kb = layer.kernel.bit_length()  # $clog2(K + 1)
+    cf = layer.channels // layer.pe
+    fb = (cf - 1).bit_length() if cf > 1 else 1
+    ff = layer.pe * bits + 3 * xb + 2 * kb + fb + 1 + POOL_CTL_FF
+    return float(lut), float(ff)
+
+
 DEFAULT_COEFFS = {
     "lut": {"heap": 1.0, "heap_out": 1.0, "acc": 1.0, "cmp": 0.5, "thr": 0.5, "rom": 1.0, "rom_deep": 1.0, "ibuf": 1.0,
             "stream": 0.5, "dwc": 1.0, "const": 30.0},
@@ -205,8 +285,8 @@ def estimate_layer(
     memories in the styles of ``p`` (see ``memories``)."""
     c = coeffs or coefficients()
     lut_f, ff_f, mems = features(layer, in_elems, p)
-    lut = sum(c["lut"].get(k, 0.0) * v for k, v in lut_f.items())
-    ff = sum(c["ff"].get(k, 0.0) * v for k, v in ff_f.items())
+    lut = sum(c["lut"].get(k, FIXED_TERMS.get(k, 0.0)) * v for k, v in lut_f.items())
+    ff = sum(c["ff"].get(k, FIXED_TERMS.get(k, 0.0)) * v for k, v in ff_f.items())
     return {
         "lut": max(0.0, lut),
         "ff": max(0.0, ff),
@@ -421,7 +501,12 @@ class Choice:
 
 def foldings(layer: Layer) -> list[tuple[int, int]]:
     """Every (PE, SIMD) the layer takes: PE divides the outputs, SIMD the inputs (any
-    divisor, so a layer of 35 neurons folds by 1, 5, 7 or 35)."""
+    divisor, so a layer of 35 neurons folds by 1, 5, 7 or 35); a window's SIMD and a
+    maxpool's PE divide the channels (the other is 1)."""
+    if isinstance(layer, SlidingWindow):
+        return [(1, s) for s in _divisors(layer.channels)]
+    if isinstance(layer, MaxPool):
+        return [(p, 1) for p in _divisors(layer.channels)]
     pes = _divisors(layer.out_features)
     if isinstance(layer, Thresholding):
         return [(p, 1) for p in pes]
@@ -429,7 +514,9 @@ def foldings(layer: Layer) -> list[tuple[int, int]]:
 
 
 def refold(layer: Layer, pe: int, simd: int) -> Layer:
-    if isinstance(layer, Thresholding):
+    if isinstance(layer, SlidingWindow):
+        return dataclasses.replace(layer, simd=simd)
+    if isinstance(layer, Thresholding | MaxPool):
         return dataclasses.replace(layer, pe=pe)
     return dataclasses.replace(layer, pe=pe, simd=simd)
 
@@ -445,7 +532,7 @@ def _cheapest_styles(layer: Layer, lut: float, bram36: float, c: dict) -> dict[s
     keys = list(G.memory_shapes(layer, p))
     best = None
     for styles in itertools.product(("block", "logic"), repeat=len(keys)):
-        q = {**p, **{k: f'"{st}"' for k, st in zip(keys, styles, strict=True)}}
+        q = {**p, **{k: G.style_value(k, st) for k, st in zip(keys, styles, strict=True)}}
         e = estimate_layer(layer, None, c, q)
         score = e["lut"] / lut + (e["bram36"] / bram36 if bram36 else 0.0)
         if best is None or score < best[0]:
