@@ -78,3 +78,46 @@ def test_window_checks_name_the_layer():
         SlidingWindow("w", "a", "b", T4, T4, ifm_dim=2, channels=3, kernel=5, pad=1).check()
     with pytest.raises(ValueError, match="layer p: output type INT8, expected the input's INT4"):
         MaxPool("p", "a", "b", T4, IntType.parse("INT8"), ifm_dim=4, channels=3, kernel=2).check()
+
+
+def _conv_model(dtype, pads, strides):
+    from onnx import TensorProto, helper
+
+    t = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
+    node = helper.make_node(
+        "Conv", ["x", "w", "b"], ["y"], pads=pads, strides=strides, kernel_shape=[3, 3]
+    )
+    g = helper.make_graph(
+        [node],
+        "conv",
+        [helper.make_tensor_value_info(n, t, None) for n in ("x", "w", "b")],
+        [helper.make_tensor_value_info("y", t, None)],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), node
+
+
+def test_onnxruntime_has_no_float64_conv():
+    """Why the qonnx reference runs Conv through torch in float64 (references/qonnx.py
+    conv_float64): fails when onnxruntime gains a float64 Conv; then drop the work-around."""
+    import onnxruntime as ort
+
+    model, _ = _conv_model(np.float64, [1, 1, 1, 1], [1, 1])
+    with pytest.raises(Exception, match="NOT_IMPLEMENTED"):
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("pads,strides", [([0, 0, 0, 0], [1, 1]), ([1, 2, 2, 1], [2, 1])])
+def test_float64_conv_equals_onnxruntimes_float32_conv_on_integers(pads, strides):
+    import onnxruntime as ort
+
+    from compiler.references.qonnx import conv_float64
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(-8, 8, (2, 3, 7, 6)).astype(np.float32)
+    w = rng.integers(-4, 4, (5, 3, 3, 3)).astype(np.float32)
+    b = rng.integers(-9, 9, 5).astype(np.float32)
+    model, node = _conv_model(np.float32, pads, strides)
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (want,) = s.run(None, {"x": x, "w": w, "b": b})
+    got = conv_float64(node, x.astype(np.float64), w.astype(np.float64), b.astype(np.float64))
+    assert got.dtype == np.float64 and np.array_equal(got, want)

@@ -427,9 +427,9 @@ class MaxPool(Layer):
             )
 
 
-LAYER_KINDS: dict[str, type[Layer]] = {c.kind: c for c in (MatVec, Thresholding)}
-# Kinds whose concerns are being built (issue 15); they join LAYER_KINDS when complete.
-PENDING_KINDS: dict[str, type[Layer]] = {c.kind: c for c in (SlidingWindow, MaxPool)}
+LAYER_KINDS: dict[str, type[Layer]] = {
+    c.kind: c for c in (MatVec, Thresholding, SlidingWindow, MaxPool)
+}
 
 
 @dataclass(eq=False)

@@ -14,7 +14,6 @@ from compiler.build import atomic_write
 from compiler.ir.model import (
     FIFO,
     LAYER_KINDS,
-    PENDING_KINDS,
     FloatStep,
     InputEdge,
     Model,
@@ -26,7 +25,7 @@ IR_JSON = "ir.json"
 IR_NPZ = "ir.npz"
 FORMAT = 1
 _CLASSES = {c.__name__: c for c in (FIFO, InputEdge, Model, OutputEdge, FloatStep)}
-_CLASSES |= {c.__name__: c for c in (*LAYER_KINDS.values(), *PENDING_KINDS.values())}
+_CLASSES |= {c.__name__: c for c in LAYER_KINDS.values()}
 
 
 def _encode(obj: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:

@@ -71,6 +71,9 @@ def execute(model, x: np.ndarray, names: list[str], chunk: int = 500) -> dict[st
         ctx = mb.make_empty_exec_context()
         ctx[g.input[0].name] = xb
         for node in g.node:
+            if node.op_type == "Conv" and node.domain in ("", "ai.onnx"):
+                ctx[node.output[0]] = conv_float64(node, *(ctx[i] for i in node.input if i))
+                continue
             execute_node(node, ctx, g, opset)
             if node.domain not in ("", "ai.onnx"):
                 for o in node.output:
@@ -78,6 +81,29 @@ def execute(model, x: np.ndarray, names: list[str], chunk: int = 500) -> dict[st
         for t in names:
             got[t].append(np.asarray(ctx[t], dtype=np.float64).reshape(len(xb), -1))
     return {t: np.concatenate(v) for t, v in got.items()}
+
+
+def conv_float64(node, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """ONNX Conv (2D) in float64 by torch's conv2d: onnxruntime has no float64 Conv kernel
+    (tests/test_cnn_ir.py fails when it gains one; then drop this)."""
+    import torch
+    from onnx import helper
+
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or np.ndim(w) != 4:
+        raise NotImplementedError(f"Conv {node.name}: only explicit 2D padding is taken")
+    top, left, bottom, right = a.get("pads", [0, 0, 0, 0])
+    t = torch.from_numpy(np.asarray(x, dtype=np.float64))
+    t = torch.nn.functional.pad(t, (left, right, top, bottom))
+    y = torch.nn.functional.conv2d(
+        t,
+        torch.from_numpy(np.asarray(w, dtype=np.float64)),
+        None if b is None else torch.from_numpy(np.asarray(b, dtype=np.float64)),
+        stride=tuple(a.get("strides", [1, 1])),
+        dilation=tuple(a.get("dilations", [1, 1])),
+        groups=int(a.get("group", 1)),
+    )
+    return y.numpy()
 
 
 def before_output_ops(model) -> str:
