@@ -54,10 +54,10 @@ def size_fifos(
     before = cycles.fifo_depths(m)
     tries = 0
 
-    def ii(depths: dict[str, int]) -> float:
+    def run(depths: dict[str, int]) -> cycles.CycleRun:
         nonlocal tries
         tries += 1
-        r = cycles.run(
+        return cycles.run(
             m,
             FRAMES,
             in_valid=in_valid,
@@ -65,13 +65,19 @@ def size_fifos(
             frame_period=frame_period,
             fifo_depths=depths,
         )
-        return r.steady_ii_cycles
+
+    def ii(depths: dict[str, int]) -> float:
+        return run(depths).steady_ii_cycles
 
     # deep enough that two frames fit: no stage waits on a full FIFO for the II
     deep = {k: max(2, 2 * words[k] + 2, before[k]) for k in before}
-    target = ii(deep)
+    r = run(deep)
+    target = r.steady_ii_cycles
     ii_before = ii(before)
-    depths = dict(deep)
+    # a FIFO one word deeper than the most it held is never full: every handshake as deep
+    # (a CNN's deep FIFOs hold thousands of words; most hold a few)
+    peaks = {layer.input: r.fifos[f"{layer.name}_fifo"].peak for layer in m.layers}
+    depths = {k: min(deep[k], peaks[k] + 1) for k in deep}
     changed = True
     while changed:
         changed = False
