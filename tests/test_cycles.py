@@ -414,6 +414,20 @@ def test_fifo_sizing_on_a_cnn_keeps_the_ii_and_each_depth_is_minimal():
     assert shallower == {**{k: 256 for k in s.after}, "l0_out": 512, "l1_out": 512, "l3_out": 288}
 
 
+def test_a_fifo_deeper_than_it_fills_changes_no_handshake():
+    """FIFO sizing starts each FIFO at one word more than it held with deep ones."""
+    m = cnn(np.random.default_rng(0), 5, 1, BURSTY)
+    deep = cycles.run(m, 32, fifo_depths={x.input: 1000 for x in m.layers})
+    peaks = {x.input: deep.fifos[f"{x.name}_fifo"].peak + 1 for x in m.layers}
+    assert max(peaks.values()) < 1000
+    tight = cycles.run(m, 32, fifo_depths=peaks)
+    for k, (valid, times) in deep.links.items():
+        np.testing.assert_array_equal(tight.links[k][0], valid)
+        np.testing.assert_array_equal(tight.links[k][1], times)
+    one_less = cycles.run(m, 32, fifo_depths={k: v - 1 for k, v in peaks.items()})
+    assert not np.array_equal(one_less.links["l0"][1], deep.links["l0"][1])
+
+
 # Verilator builds of ~3-10 s each: four small designs
 CNN_DESIGNS = {
     # no width converter; FIFOs of 1 and 2 words
