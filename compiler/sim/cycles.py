@@ -1,9 +1,9 @@
 """Cycle-accurate simulation of the generated dataflow pipeline, word by word.
 
 The pipeline of ``backends/rtl/generate.py`` is a chain: the input port, then per layer an
-optional width converter, a FIFO and the layer's unit, then the output port. Every link
-between two of them is an AXI stream whose words are each accepted at one cycle, the
-handshake. Each element is modelled by the exact rules its Verilog follows, written as
+optional width converter, a FIFO and the layer's unit (`UNITS`: MVU, thresholding, sliding
+window, max pool), then the output port. Every link between two of them is an AXI stream
+whose words are each accepted at one cycle, the handshake. Each element is modelled by the exact rules its Verilog follows, written as
 "from which cycle is output word k valid" and "from which cycle is input word k accepted"
 (see each class), so the handshake of word k on a link is the first cycle at which both
 hold; nothing is simulated cycle by cycle, and a fully folded layer's thousands of compute
@@ -12,7 +12,8 @@ pipeline's recent history repeats (a steady state: every later frame is the same
 by the period's cycles) and the remaining frames are filled in exactly.
 
 Cycle 0 is the first cycle after reset, as in the Verilator testbench (`hw/tb/taper_tb.cpp`)
-against which tests compare every handshake.
+against which tests compare every handshake; `run_unit` models one unit alone between the
+ports, as `hw/tb/taper_stream_tb.cpp` drives a library unit.
 """
 
 from __future__ import annotations
