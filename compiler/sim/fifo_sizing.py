@@ -78,11 +78,19 @@ def size_fifos(
     # (a CNN's deep FIFOs hold thousands of words; most hold a few)
     peaks = {layer.input: r.fifos[f"{layer.name}_fifo"].peak for layer in m.layers}
     depths = {k: min(deep[k], peaks[k] + 1) for k in deep}
+    # Often every FIFO can be a register (a CNN whose stages all run at the bottleneck's
+    # pace): one run settles it, where the search below costs one per FIFO and halving.
+    ones = dict.fromkeys(depths, 1)
+    if depths != ones and ii(ones) <= target:
+        depths = ones
     changed = True
     while changed:
         changed = False
         for k in depths:
             lo, hi = 1, depths[k]  # hi keeps the II
+            if lo < hi and ii({**depths, k: lo}) <= target:  # the common answer first
+                hi = lo
+            lo += 1
             while lo < hi:
                 mid = (lo + hi) // 2
                 if ii({**depths, k: mid}) <= target:
