@@ -451,6 +451,8 @@ CNN_DESIGNS = {
     "bursty": (5, 1, BURSTY, [1, 2, 2, 1, 1, 1, 1]),
     # the pool's last row is never read: its words are taken after the last output word
     "unread": (5, 1, [("pool", 2, 1), ("thr", 1)], [1, 1]),
+    # converters of 2 -> 9 and 6 -> 9 elements: neither size a multiple of the other
+    "ratios": (5, 2, [("window", 3, 1, 0, 2), ("conv", 6, 6, 9), ("fc", 3, 1, 9)], [2, 2, 2]),
 }
 
 
@@ -467,5 +469,7 @@ def test_cnn_every_handshake_is_at_verilators_cycle(name):
     free = runs["free"]
     if name == "bursty":
         assert free.ii_cycles == 288
+    if name == "ratios":  # the converters keep the pace at any ratio: the slowest layer's II
+        assert free.ii_cycles == m.ii_cycles
     if name == "unread":  # the testbench stops at the last output: 4 input words unrecorded
         assert len(free.input_word_cycles) == 8 * 25 - 4

@@ -264,7 +264,7 @@ class _Fifo(_Element):
 
 
 class _Dwc(_Element):
-    """`taper_dwc.sv`: a count of elements; ready while count <= OUT, valid while
+    """`taper_dwc.sv`: a count of elements; ready while count <= OUT + IN - 1, valid while
     count >= OUT; a words of IN elements in, b words of OUT elements out."""
 
     def __init__(self, sim: _Sim, name: str, a: int, b: int):
@@ -282,7 +282,8 @@ class _Dwc(_Element):
         t = t0
         if k:
             t = max(t, self.inp.times[k - 1] + 1)
-        need = -(-self.a * k // self.b) - 1  # output words out before input word k
+        # output words out before input word k: a*k - b*o <= a + b - 1
+        need = -(-(self.a * (k - 1) + 1) // self.b) - 1
         if need > 0:
             t = max(t, self.sim.get(self.out, need - 1) + 1)
         return t

@@ -14,11 +14,16 @@ module taper_dwc #(
     output logic                           m_tvalid,
     input  logic                           m_tready
 );
-    localparam CAP = IN_ELEMS + OUT_ELEMS;
+    // Ready while count <= OUT + IN - 1, whatever the output does this cycle: the count an
+    // output word leaves behind (< IN when streaming) then never blocks the next input word,
+    // so a stream runs at max(IN, OUT) elements a cycle for any ratio (ready at count <= OUT
+    // lost a cycle whenever the count overshot OUT: 2 -> 9 elements took 10 cycles per 9
+    // words). Room: count + IN <= OUT + 2*IN - 1.
+    localparam CAP = OUT_ELEMS + 2 * IN_ELEMS - 1;
     localparam CB = $clog2(CAP + 1);
     logic [CAP*ELEM_BITS-1:0] buffer;
     logic [CB-1:0] count;
-    assign s_tready = (count <= CB'(OUT_ELEMS));
+    assign s_tready = (count <= CB'(OUT_ELEMS + IN_ELEMS - 1));
     assign m_tvalid = (count >= CB'(OUT_ELEMS));
     assign m_tdata = buffer[OUT_ELEMS*ELEM_BITS-1:0];
     wire take_in = s_tvalid && s_tready;

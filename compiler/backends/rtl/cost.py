@@ -115,7 +115,7 @@ def dwc_terms(layer: Layer, in_elems: int | None) -> tuple[int, int]:
     elements to ``layer``'s (none when they match)."""
     if in_elems is None or in_elems == layer.in_elems:
         return 0, 0
-    bits = (in_elems + layer.in_elems) * layer.input_type.bits
+    bits = (2 * in_elems + layer.in_elems - 1) * layer.input_type.bits  # taper_dwc's CAP
     return bits, bits * _ceil_div(layer.in_elems + 2, 4)
 
 
