@@ -66,7 +66,8 @@ def test_float_input_is_refused_without_input_type(tmp_path):
 # tfc_w1a2_quantnet binary weights with 2-bit activations (its export is tfc_w1a2's graph),
 # tfc_w2a2 uniform 2 bits (as sfc_w2a2), digits_mlp_hls BatchNorm folded in QAT (as
 # tfc_w2a2_hls), digits_mixed_progressive progressive mixed bits (lfc_mixed_progressive's: step
-# 8, 4, 2, 2 / 8, 5, 2 after an 8-bit input; as tfc_mixed_progressive's linear 8, 6, 4, 2).
+# 8, 4, 2, 2 / 8, 5, 2 after an 8-bit input; as tfc_mixed_progressive's linear 8, 6, 4, 2),
+# digits_cnn a mixed-precision CNN (padded convolutions, max pooling; as mnist_cnn_mixed).
 RECIPES = [
     "digits_mlp",
     "digits_mlp_hls",
@@ -75,6 +76,7 @@ RECIPES = [
     "tfc_w1a1_bin",
     "tfc_w1a2_quantnet",
     "tfc_w2a2",
+    "digits_cnn",
 ]
 
 
@@ -92,9 +94,10 @@ def test_recipe_bit_exact_against_qonnx_finn_and_brevitas(tmp_path, name):
         CompileOptions(target_fps=min(r.target.fps, 1e5), recipe=name),
         quiet=True,
     )
-    assert [layer.weight_type.bits for layer in m.layers] == r.weight_bits
+    matvecs = [layer for layer in m.layers if layer.kind == "matvec"]
+    assert [layer.weight_type.bits for layer in matvecs] == r.weight_bits
     # a binarized input makes every 1-bit-weight layer XNOR, the first one included
-    assert m.layers[0].xnor == (r.input.mode == "bipolar")
+    assert matvecs[0].xnor == (r.input.mode == "bipolar")
     v = verify(tmp_path / "hw", samples=1000, against=["qonnx", "finn", "brevitas"])
     vr = verify(tmp_path / "hw", samples=RTL_SAMPLES, against=["rtl"])
     for ref, res in [*v.references.items(), *vr.references.items()]:
