@@ -121,3 +121,22 @@ def test_float64_conv_equals_onnxruntimes_float32_conv_on_integers(pads, strides
     (want,) = s.run(None, {"x": x, "w": w, "b": b})
     got = conv_float64(node, x.astype(np.float64), w.astype(np.float64), b.astype(np.float64))
     assert got.dtype == np.float64 and np.array_equal(got, want)
+
+
+def test_input_edge_perm_survives_the_boards_json_and_transposes_each_sample():
+    """The driver rebuilds the input edge from the package's JSON: a CNN's NCHW -> NHWC
+    (``perm``) must survive it, and quantize must transpose each sample by it."""
+    from compiler.deploy.manifest import InputEdgeJSON
+    from compiler.ir import InputEdge
+    from compiler.sim import host_edges
+
+    e = InputEdge(
+        "quant", (2, 3, 4), (3, 4, 2), IntType.parse("UINT4"), scale=1 / 16, perm=(1, 2, 0)
+    )
+    d = host_edges.input_edge_to_json(e)
+    back = host_edges.input_edge_from_json(InputEdgeJSON.model_validate(d).model_dump())
+    assert back.perm == (1, 2, 0)
+    x = np.random.default_rng(0).uniform(0, 1, (5, 2, 3, 4)).astype(np.float32)
+    want = np.clip(np.round(x * 16), 0, 15).transpose(0, 2, 3, 1)
+    for edge in (e, back):
+        assert np.array_equal(host_edges.quantize_input(edge, x), want)

@@ -130,7 +130,7 @@ def test_default_is_the_fastest_folding_that_fits_and_report_written(tfc):
     assert m.ii_cycles <= 784 * 64 // 100
     report = (d / "report.md").read_text()
     assert f"{m.ii_cycles:,} cycles per frame" in report
-    assert "| MVAU_hls_0 | MatVec | 784x64 |" in report
+    assert "| MVAU_hls_0 | MatVec | 784 -> 64 | - | 1 | INT2 | INT2 |" in report
     png = (d / "report.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -74,6 +74,7 @@ class InputEdgeJSON(_Strict):
     thresholds_shape: list[int] | None = None
     bias: int = 0
     pre: list[StepJSON] = []
+    perm: list[int] = []  # a CNN's NCHW -> NHWC on the host
 
 
 class OutputEdgeJSON(_Strict):
