@@ -43,33 +43,26 @@ def _exact(d: Path, against: list[str], samples: int = SAMPLES) -> None:
         assert res.mismatches == 0, (ref, res.first)
 
 
+# CNV in Verilator: II 43,200 cycles at 2,000 img/s, ~20k simulated cycles a second; 100
+# frames are 4.3 M cycles (the closing note of issue 15 has that run for all three): CI runs 24
+RTL_FRAMES = {"cnv_1w1a": 24}
+
+
 @pytest.mark.parametrize("name", ["cnv_1w1a", "cnv_1w2a", "cnv_2w2a"])
 def test_brevitas_cnv_is_bit_exact(name, tmp_path):
     path = export_qonnx(_cnv(name), (3, 32, 32), tmp_path / f"{name}.onnx")
     m = compile_model(path, tmp_path / "hw", CompileOptions(target_fps=2000), quiet=True)
+    assert m.fps >= 2000
     kinds = [layer.kind for layer in m.layers]
     conv, pool = ["window", "matvec"], ["maxpool"]
     assert kinds == conv * 2 + pool + conv * 2 + pool + conv * 2 + ["matvec"] * 3
     assert m.input_edge.perm == (1, 2, 0) and m.input_edge.shape == (32, 32, 3)
     assert [x.n_vectors for x in m.layers if x.kind == "matvec"] == [
-        900,
-        784,
-        144,
-        100,
-        9,
-        1,
-        1,
-        1,
-        1,
-    ]
+        900, 784, 144, 100, 9, 1, 1, 1, 1,
+    ]  # fmt: skip
     _exact(tmp_path / "hw", ["qonnx", "finn"])
-
-
-def test_cnv_w1a1_rtl_is_bit_exact(tmp_path):
-    path = export_qonnx(_cnv("cnv_1w1a"), (3, 32, 32), tmp_path / "cnv.onnx")
-    m = compile_model(path, tmp_path / "hw", CompileOptions(target_fps=2000), quiet=True)
-    assert m.fps >= 2000
-    _exact(tmp_path / "hw", ["rtl"], samples=SAMPLES)
+    if name in RTL_FRAMES:
+        _exact(tmp_path / "hw", ["rtl"], samples=RTL_FRAMES[name])
 
 
 @settings(
