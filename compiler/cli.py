@@ -333,6 +333,7 @@ def compile_cmd(model, out, quiet, **kw) -> None:
 @cli.command()
 @click.argument("target")
 @_with(_verify_opts[:-1])
+@_with(_train_opts[1:2])  # --data-dir: the images of --data (default: the training's)
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), help="Seed of random inputs.")
 @click.option("--input-type", help="As for compile, when TARGET is a float-input QONNX file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -372,14 +372,30 @@ def _verify_options(ctx: Context) -> dict:
         "against": list(_pick(ctx, "verify", "against", ctx.opts.against, default)),
         "data": _pick(ctx, "verify", "data", ctx.opts.data, None),
         "seed": int(_pick(ctx, "verify", "seed", ctx.opts.verify_seed, 0)),
+        # the images the model was trained on (a user's CIFAR-10, MNIST), unless given
+        "data_dir": _pick(ctx, "verify", "data_dir", ctx.opts.data_dir, _trained_on(ctx)),
     }
+
+
+def _trained_on(ctx: Context) -> str | None:
+    """The --data-dir the train step of this build ran with."""
+    rec = ctx.build.state().steps.get("train")
+    return None if rec is None else rec.options.get("data_dir")
 
 
 def _verify(ctx: Context, stage: Path) -> str:
     from compiler.verify import verify
 
     o = _verify_options(ctx)
-    v = verify(ctx.build.path, o["samples"], o["against"], o["data"], o["seed"], quiet=ctx.quiet)
+    v = verify(
+        ctx.build.path,
+        o["samples"],
+        o["against"],
+        o["data"],
+        o["seed"],
+        quiet=ctx.quiet,
+        data_dir=o["data_dir"],
+    )
     ctx.results["verify"] = v
     B.write_json(stage / B.VERIFY_JSON, v.to_json())
     if not v.ok:

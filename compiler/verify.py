@@ -87,10 +87,11 @@ class Verification:
 
 
 def make_inputs(
-    m: Model, n: int, data: str | None, recipe=None, seed: int = 0
+    m: Model, n: int, data: str | None, recipe=None, seed: int = 0, data_dir: str | None = None
 ) -> tuple[np.ndarray, str]:
-    """``n`` float inputs of the model's input shape: a data set's images, or random values
-    spread over the input edge's quantized range."""
+    """``n`` float inputs of the model's input shape: a data set's images (from ``data_dir``
+    when given: a user's MNIST or CIFAR-10), or random values spread over the input edge's
+    quantized range."""
     from compiler.qat.data import load
 
     if data is None and recipe is not None:
@@ -101,6 +102,7 @@ def make_inputs(
             data,
             seed=recipe.seed if recipe else 0,
             holdout=recipe.dataset.holdout if recipe else 1000,
+            data_dir=None if data_dir is None else Path(data_dir),
         )
         x = np.concatenate([split.x_holdout, split.x_train])[:n]
         if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
@@ -188,7 +190,9 @@ def compare(m: Model, env: dict, q: np.ndarray, out: RefOutput) -> RefResult:
 MAX_SAMPLES = 100_000
 
 
-def check_options(samples: int, against: list[str], data: str | None, seed: int) -> None:
+def check_options(
+    samples: int, against: list[str], data: str | None, seed: int, data_dir: str | None = None
+) -> None:
     """Bad verify options fail before any work."""
     if not 1 <= samples <= MAX_SAMPLES:
         raise TaperError(f"--samples: expected 1 to {MAX_SAMPLES:,}, got {samples}")
@@ -198,6 +202,8 @@ def check_options(samples: int, against: list[str], data: str | None, seed: int)
         get_reference(a)
     if data not in (None, "mnist", "digits", "random"):
         raise TaperError(f"--data: expected mnist, digits or random, got {data!r}")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise TaperError(f"{data_dir}: --data-dir is not a directory")
 
 
 def verify(
@@ -207,6 +213,7 @@ def verify(
     data: str | None = None,
     seed: int = 0,
     quiet: bool = False,
+    data_dir: str | None = None,
 ) -> Verification:
     """The IR simulator against each reference in ``against`` on the same inputs."""
     from compiler.frontend.compile import load_record
@@ -215,7 +222,7 @@ def verify(
     if not (d / B.IR_JSON).is_file():
         raise TaperError(f"{d}: not a compiled build directory (no {B.IR_JSON})")
     against = list(against or DEFAULT_REFERENCES)
-    check_options(samples, against, data, seed)
+    check_options(samples, against, data, seed, data_dir)
     m = ir.load(d)
     rec = load_record(d)
     recipe = None
@@ -223,7 +230,7 @@ def verify(
         from compiler.qat.recipe import load_recipe
 
         recipe = load_recipe(rec.recipe)
-    x, what = make_inputs(m, samples, data, recipe, seed)
+    x, what = make_inputs(m, samples, data, recipe, seed, data_dir)
     q = bitexact.quantize_input(m.input_edge, x).reshape(len(x), -1)
     env = bitexact.run_hardware(m, q, keep=True)
     v = Verification(samples=len(x), inputs=what)

@@ -134,3 +134,44 @@ def test_unsupported_pooling_is_one_line_naming_the_users_node(pool, error, tmp_
         compile_model(path, tmp_path / "hw", CompileOptions(target_fps=1e5), quiet=True)
     assert str(e.value) == f"{path}: {error}"
     assert not (tmp_path / "hw" / "ir.json").exists()
+
+
+def test_a_cifar_recipe_verifies_on_the_users_images(tmp_path, taper):
+    """A CNN recipe on CIFAR-10 (never shipped: --data-dir) trains from the user's batches;
+    `taper verify` then takes its images from the directory the build trained on, and the
+    Brevitas reference rebuilds the network without reading any data."""
+    import yaml
+
+    from test_data import _cifar_batch
+
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    for i in range(1, 6):
+        _cifar_batch(cifar / f"data_batch_{i}", 24, i)
+    _cifar_batch(cifar / "test_batch", 40, 9)
+    recipe = {
+        "name": "tiny_cifar",
+        "arch": {
+            "type": "cnn",
+            "conv": [{"channels": 4, "kernel": 3, "stride": 2, "padding": 1, "pool": True}],
+            "hidden": [],
+        },
+        "input": {"bits": 4},
+        "quant": {
+            "weights": {"policy": "explicit", "bits": [3, 2]},
+            "activations": {"policy": "uniform", "bits": 2},
+        },
+        "dataset": {"name": "cifar10"},
+        "train": {"epochs": 1, "batch_size": 32},
+        "target": {"fps": 2e4},
+    }
+    path = tmp_path / "tiny_cifar.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "b"
+    r = taper("build", path, "--out", out, "--data-dir", cifar, "--until", "fifo", "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = taper("verify", out, "--samples", "40", "--against", "qonnx,finn,brevitas")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert f"40 samples: CIFAR-10 python batches in {cifar} (40 images)" in r.stdout
+    for ref in ("qonnx", "finn", "brevitas"):
+        assert f"  {ref:9s} bit-exact" in r.stdout

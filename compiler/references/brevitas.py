@@ -29,14 +29,15 @@ class Brevitas(Reference):
 
     def run(self, build: Path, m: Model, inputs: Inputs) -> RefOutput:
         from compiler.qat.arch import build as build_arch
-        from compiler.qat.data import load
+        from compiler.qat.data import INPUT_SHAPES
         from compiler.qat.recipe import load_recipe
         from compiler.qat.train import load_checkpoint, predict
 
         recipe_ref, ckpt = _trained(build)
         recipe = load_recipe(recipe_ref)
-        split = load(recipe.dataset.name, seed=recipe.seed, holdout=recipe.dataset.holdout)
-        model = build_arch(recipe, split.input_shape, split.n_classes)
+        # the shapes only, not the data (a user's CIFAR-10 need not be at hand): the
+        # network's classes are the hardware's last outputs
+        model = build_arch(recipe, INPUT_SHAPES[recipe.dataset.name], m.layers[-1].out_frame)
         model.load_state_dict(load_checkpoint(Path(ckpt)))
         r = predict(model, inputs.x.astype(np.float32))
         return RefOutput({m.layers[-1].name: output_to_int(m, r)})
