@@ -27,6 +27,8 @@ class HLS4ML(Reference):
 
         e = m.input_edge
         # The project starts at the input quantizer: its exact values pass through unchanged.
+        # ``inputs.q`` is in stream order, a CNN's image channels-last (the edge's ``perm``),
+        # as hls4ml's channels-last project reads it.
         y = csim.run(Path(build), (inputs.q.astype(np.float64) - e.zero_point) * e.scale)
         return RefOutput(
             {m.layers[-1].name: output_to_int(m, y)}, exact=True, note="g++ C-simulation"

@@ -4,7 +4,9 @@ hls4ml gets the same partition as the IR: the host keeps the input edge (pre-ops
 input quantizer) and a trailing Softmax; the project starts at the input quantizer, whose type
 becomes the input layer's type, and ends at the last layer's output. Precisions come from the
 model's own quantizers (hls4ml's ``auto``); every accumulator is then checked against the
-exact worst case of its weights and widened if hls4ml chose it too narrow.
+exact worst case of its weights and widened if hls4ml chose it too narrow. A CNN goes in
+channels-last (qonnx's conversion, the input included): the input stream is the image pixel by
+pixel, NHWC, as the IR's input edge transposes it.
 """
 
 from __future__ import annotations
@@ -100,18 +102,22 @@ def prepare(model, source: str):
             )
         pre.append(p)
         t = p.input[0]
-    shape = model.get_tensor_shape(q.input[0])
+    shape = list(model.get_tensor_shape(q.input[0]))
+    conv = any(n.op_type == "Conv" for n in g.node)
+    if len(shape) not in (2, 4) or (len(shape) == 4) != conv:
+        raise TaperError(
+            f"{source}: input quantizer {q.name} sees shape {shape}; the hls4ml back end takes "
+            "a flat input (MLP) or an NCHW image into a convolution (CNN)"
+        )
     for n in pre:
         g.node.remove(n)
     name = "taper_input"
     q.input[0] = name
     del g.input[:]
-    g.input.append(helper.make_tensor_value_info(name, 1, [1, int(np.prod(shape[1:]))]))
-    if len(shape) != 2:  # hls4ml streams a flat vector; the graph reshapes it back
-        raise TaperError(
-            f"{source}: input quantizer {q.name} sees shape {shape}; only flat (MLP) inputs "
-            "are supported by the hls4ml back end so far"
-        )
+    # An MLP's input is a flat vector; a CNN's the NCHW image, made channels-last below (the
+    # stream is pixel by pixel, as the IR's input edge transposes it: perm (1, 2, 0)).
+    dims = [1, *shape[1:]] if conv else [1, int(np.prod(shape[1:]))]
+    g.input.append(helper.make_tensor_value_info(name, 1, dims))
     last = g.node[-1]
     if last.op_type == "Softmax":  # the output edge: on the host, as in the IR
         vi = next((v for v in g.value_info if v.name == last.input[0]), None)
@@ -125,10 +131,11 @@ def prepare(model, source: str):
     with _quiet():  # GemmToMatMul warns about opset versions it was not written for
         model = biasless_gemm_to_matmul(model)
         model = model.transform(GemmToMatMul())
-        if any(n.op_type == "Conv" for n in model.graph.node):
+        if conv:
             from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
 
-            model = model.transform(ConvertToChannelsLastAndClean())
+            model = cleanup_model(model)  # shapes for the channels-last conversion
+            model = model.transform(ConvertToChannelsLastAndClean(make_input_channels_last=True))
         return cleanup_model(model)
 
 
@@ -144,8 +151,14 @@ def quant_precision(model, q) -> str:
 # ---------------------------------------------------------------------------- precision
 
 
+# hls4ml layers that sum products of weights and inputs into ``accum_t`` (a convolution's
+# weights are (kernel..., in channels, out channels): the last axis is the output's)
+_SUMS = {"Dense", "Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D"}
+
+
 def exact_accumulators(hm) -> list[str]:
-    """Widen any Dense accumulator/result type that cannot hold its exact worst case.
+    """Widen any Dense or convolution accumulator/result type that cannot hold its exact
+    worst case (a convolution's zero padding is a 0 input, inside every input range).
 
     Returns the names of the layers changed. hls4ml's ``auto`` precision usually gets it right,
     but a binary-weight layer falls back to the default ``fixed<16,6>``; this makes exactness
@@ -153,7 +166,7 @@ def exact_accumulators(hm) -> list[str]:
     """
     changed = []
     for layer in hm.get_layers():
-        if layer.class_name != "Dense":
+        if layer.class_name not in _SUMS:
             continue
         xp = layer.get_input_variable().type.precision
         xf = xp.width - xp.integer
@@ -163,6 +176,8 @@ def exact_accumulators(hm) -> list[str]:
         w = np.asarray(wv.data, dtype=np.float64)
         if _is_xnor(wv.type.precision):  # hls4ml stores binary weights as one bit: 0 = -1
             w = 2 * w - 1
+        if layer.get_attr("_weights_transposed", False):  # the Resource strategy's layout
+            w = np.moveaxis(w, 0, -1)
         w = w.reshape(-1, w.shape[-1]) if w.ndim > 1 else w[:, None]
         b = layer.weights.get("bias")
         bias = np.zeros(w.shape[1]) if b is None else np.asarray(b.data, np.float64).ravel()

@@ -18,6 +18,8 @@ from compiler.errors import TaperError
 _PASS_THROUGH = {"Reshape", "Flatten", "Transpose", "Identity", "Squeeze", "Unsqueeze"}
 _EXACT = {"MatMul", "Gemm", "Conv", "Relu", "MaxPool", *_PASS_THROUGH}
 _COMPUTE = {"MatMul", "Gemm", "Conv"}
+# Ops whose output has its input's (quantized) type: a max pool picks one of its inputs.
+_KEEPS_TYPE = {"MaxPool", *_PASS_THROUGH}
 _QUANTIZERS = {"Quant", "BipolarQuant"}
 # A float constant added to quantized data is exact if it is a short dyadic fraction.
 _MAX_FRAC_BITS = 16
@@ -51,14 +53,14 @@ def _const(model, name: str):
 
 
 def _from_quantizer(model, tensor: str) -> bool:
-    """Whether ``tensor`` is produced by a quantizer, through data-movement ops."""
+    """Whether ``tensor`` is produced by a quantizer, through data-movement ops and pools."""
     while True:
         p = model.find_producer(tensor)
         if p is None:
             return False
         if p.op_type in _QUANTIZERS:
             return True
-        if p.op_type not in _PASS_THROUGH:
+        if p.op_type not in _KEEPS_TYPE:
             return False
         tensor = p.input[0]
 
@@ -128,6 +130,8 @@ def check(model, source: str) -> None:
                     "no float arithmetic between quantizers",
                     "a Softmax inside the network (only a trailing one stays on the host)",
                 )
+        elif op in ("Conv", "MaxPool"):
+            _check_window(model, node, source)
         elif op not in _EXACT:
             raise RuleError(
                 source,
@@ -176,6 +180,44 @@ def _check_quant(model, node, source: str) -> None:
         )
 
 
+def _attr(node, name: str, default=None):
+    from onnx import helper
+
+    a = next((a for a in node.attribute if a.name == name), None)
+    return default if a is None else helper.get_attribute_value(a)
+
+
+def _check_window(model, node, source: str) -> None:
+    """A 2D convolution or max pool as hls4ml's io_stream layers compute it (tested bit-exact
+    in tests/test_hls4ml_cnn.py): no groups, no dilation, explicit zero padding; pooling in
+    non-overlapping windows without padding."""
+    op = node.op_type
+    pad = _attr(node, "auto_pad", b"NOTSET")
+    pad = pad.decode() if isinstance(pad, bytes) else pad
+    kernel = list(_attr(node, "kernel_shape", []) or [])
+    if op == "Conv" and not kernel:  # optional for a Conv: the weight's trailing dims
+        kernel = list((model.get_tensor_shape(node.input[1]) or [])[2:])
+    why = None
+    if len(kernel) != 2:
+        why = f"a {len(kernel)}D window: the hls4ml back end takes 2D convolutions and pools"
+    elif pad not in ("NOTSET", ""):
+        why = f"auto_pad {pad}: hls4ml's ONNX front end takes explicit pads only"
+    elif any(d != 1 for d in _attr(node, "dilations", [1, 1]) or [1, 1]):
+        why = "a dilated window: hls4ml's streaming convolutions and pools have none"
+    elif op == "Conv" and _attr(node, "group", 1) != 1:
+        why = "a grouped (depthwise) convolution: not in the hls4ml back end"
+    elif op == "MaxPool":
+        strides = list(_attr(node, "strides", None) or [1] * len(kernel))  # ONNX's default
+        if strides != kernel:
+            why = f"stride {strides} for a {kernel} pool: hls4ml streams non-overlapping pools only"
+        elif any(_attr(node, "pads", [0] * 4) or [0]):
+            why = "a padded max pool: hls4ml's streaming pool has no padding"
+        elif _attr(node, "ceil_mode", 0):
+            why = "ceil_mode: hls4ml's streaming pool drops a partial window"
+    if why is not None:
+        raise RuleError(source, node, "supported ops", why)
+
+
 def _bn_fix(model, node) -> str:
     """Which exact rewrite, if any, meets the rule for this BatchNormalization."""
     gamma, beta, mean, var = (_const(model, t) for t in node.input[1:5])
@@ -188,6 +230,13 @@ def _bn_fix(model, node) -> str:
                 "its scale is a power of two per channel: it can be merged exactly into the "
                 "preceding layer's weights and bias (not done automatically)"
             )
+    p = model.find_producer(node.input[0])
+    if p is not None and p.op_type == "Conv":  # QAT folding is for fully connected layers
+        return (
+            "it cannot be merged exactly into the convolution's weights (its scale is not a "
+            "power of two); train the CNN without batch norm (recipe arch.batchnorm: false); "
+            "FINN, which turns it into thresholds, takes the model as it is"
+        )
     return (
         "it cannot be merged exactly into the weights (its scale is not a power of two); "
         "retrain with batch norm folded into the quantized layers (recipe arch.batchnorm: "
