@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from onnx import TensorProto, helper
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
@@ -103,3 +104,42 @@ def test_streamline_rounds_ties_half_to_even(tmp_path):
             want = run(quant_model(True), xi[None])
             np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(ref, [[0, 0, 1, 2, 2, 2, 3, 4]])
+
+
+def _biased_cnn(tmp_path):
+    """digits_cnn without BatchNorm: its convolutions have quantized biases (untrained)."""
+    import torch
+    import yaml
+
+    from compiler.qat.arch import build
+    from compiler.qat.export import export_qonnx
+    from compiler.qat.recipe import RECIPE_DIR, Recipe
+
+    spec = yaml.safe_load((RECIPE_DIR / "digits_cnn.yaml").read_text())
+    spec["arch"]["batchnorm"] = False
+    torch.manual_seed(0)
+    model = build(Recipe.model_validate({**spec, "name": "nobn"}), (1, 8, 8), 10).eval()
+    return export_qonnx(model, (1, 8, 8), tmp_path / "nobn.onnx")
+
+
+def test_qonnx_cannot_extract_a_conv_bias_with_a_scalar_zero_point(tmp_path):
+    """Why conv_bias_params exists: fails when qonnx's ExtractBiasFromConv takes the shape ()
+    zero point Brevitas exports (then drop the work-around)."""
+    from qonnx.transformation.extract_conv_bias import ExtractBiasFromConv
+
+    model = load_qonnx(_biased_cnn(tmp_path))
+    with pytest.raises(ValueError, match="cannot reshape array of size 1"):
+        model.transform(ExtractBiasFromConv())
+    model.transform(F.conv_bias_params()).transform(ExtractBiasFromConv())
+
+
+@pytest.mark.slow
+def test_a_cnn_with_conv_biases_compiles_bit_exact(tmp_path):
+    from compiler.frontend.compile import CompileOptions, compile_model
+    from compiler.verify import verify
+
+    path = _biased_cnn(tmp_path)
+    compile_model(path, tmp_path / "hw", CompileOptions(target_fps=1e5), quiet=True)
+    v = verify(tmp_path / "hw", samples=200, against=["qonnx", "finn"], data="digits")
+    for ref, res in v.references.items():
+        assert res.mismatches == 0, (ref, res.first)

@@ -51,7 +51,9 @@ covered by a test in ``tests/test_finn_compat.py`` that fails when upstream chan
   FINN adds break ONNX shape inference and LowerConvsToMatMul finds no Conv output shape
   (``_float64_value_infos``); the Im2Col and MatMul LowerConvsToMatMul makes have no node to
   inherit an origin from (``_transform``'s ``chains``); FINN pads a bipolar stream with -1
-  where Brevitas pads with 0 (``check_supported`` refuses a padded Conv of a bipolar input).
+  where Brevitas pads with 0 (``check_supported`` refuses a padded Conv of a bipolar input);
+  qonnx's ExtractBiasFromConv fails on the shape () zero point of a Conv bias's Quant
+  (``conv_bias_params``: every CNN with convolution biases was refused).
 - The estimate analyses need specialized nodes (``MVAU_hls``...), while only the generic nodes execute in Python (``*_hls`` need Vitis for cppsim): the finn
   reference executes the generic graph saved before specialization (``finn_hw.onnx``).
 """
@@ -377,6 +379,30 @@ def _absorb_signs():
     return AbsorbSignsIntoWeights()
 
 
+def conv_bias_params():
+    """qonnx's ExtractBiasFromConv (inside ConvertQONNXtoFINN) reshapes the scale and zero
+    point of a Conv bias's Quant to (1, C, 1, 1) unless their shape is (1,): a scalar of
+    shape () (as Brevitas exports the zero point) fails to reshape, so every CNN with a
+    convolution bias was refused. A size-1 parameter becomes shape (1,) first."""
+    from qonnx.transformation.base import Transformation
+
+    class ConvBiasParams(Transformation):
+        def apply(self, model):
+            for n in model.graph.node:
+                if n.op_type != "Conv" or len(n.input) < 3 or not n.input[2]:
+                    continue
+                q = model.find_producer(n.input[2])
+                if q is None or q.op_type not in ("Quant", "IntQuant", "BipolarQuant"):
+                    continue
+                for name in q.input[1:3]:
+                    v = model.get_initializer(name)
+                    if v is not None and v.shape != (1,) and v.size == 1:
+                        model.set_initializer(name, v.reshape(1))
+            return model, False
+
+    return ConvBiasParams()
+
+
 def _unit_bipolar_scales():
     from onnx import helper
     from qonnx.transformation.base import Transformation
@@ -477,7 +503,7 @@ def streamline(model):
     from qonnx.transformation.infer_shapes import InferShapes
 
     check_supported(model)
-    for t in (_unit_bipolar_scales(), InferShapes(), InferDataTypes()):
+    for t in (_unit_bipolar_scales(), conv_bias_params(), InferShapes(), InferDataTypes()):
         model = _transform(model, t)
     with exact_identity_ops(), whole_array_weight_checks():
         return _streamline(model)
