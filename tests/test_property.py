@@ -19,8 +19,8 @@ from compiler.sim import bitexact
 from compiler.verify import _output_to_int, make_inputs, verify
 
 # Each example trains, exports (~6 s), compiles (~10 s) and builds its RTL with Verilator
-# (~20 s on CI's two cores): 6 in CI; TAPER_PROPERTY_EXAMPLES=50 for a longer search.
-EXAMPLES = int(os.environ.get("TAPER_PROPERTY_EXAMPLES", "6"))
+# (~20 s on CI's two cores): 4 in CI; TAPER_PROPERTY_EXAMPLES=50 for a longer search.
+EXAMPLES = int(os.environ.get("TAPER_PROPERTY_EXAMPLES", "4"))
 # each hls4ml example also builds a C-simulation with g++
 HLS4ML_EXAMPLES = int(os.environ.get("TAPER_HLS4ML_EXAMPLES", "3"))
 
