@@ -102,7 +102,10 @@ def make_inputs(
             data,
             seed=recipe.seed if recipe else 0,
             holdout=recipe.dataset.holdout if recipe else 1000,
-            data_dir=None if data_dir is None else Path(data_dir),
+            # the directory holds the recipe's data set (the build trained on it), not another
+            data_dir=None
+            if data_dir is None or (recipe is not None and data != recipe.dataset.name)
+            else Path(data_dir),
         )
         x = np.concatenate([split.x_holdout, split.x_train])[:n]
         if int(np.prod(x.shape[1:])) != int(np.prod(shape)):
