@@ -90,7 +90,10 @@ def test_verify_json_and_show(tmp_path, taper):
     assert doc["samples"] == 200
     assert doc["references"] == {"qonnx": {"mismatches": 0}, "finn": {"mismatches": 0}}
     r = taper("show", out)
-    assert r.returncode == 0 and "| MVAU_hls_0 | MatVec | 600 -> 64 | - | 1 | BIPOLAR | INT2 |" in r.stdout
+    assert (
+        r.returncode == 0
+        and "| MVAU_hls_0 | MatVec | 600 -> 64 | - | 1 | BIPOLAR | INT2 |" in r.stdout
+    )
 
 
 def test_mismatch_names_first_layer_sample_and_values(tmp_path, taper):
