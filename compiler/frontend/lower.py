@@ -118,8 +118,13 @@ def _window(group, source: str) -> SlidingWindow:
         pad=pad,
         simd=int(a("SIMD")),
     )
-    if layer.ofm_dim != _square(where, "output", a("OFMDim")):
-        raise TaperError(f"{where}: {a('OFMDim')} output pixels, expected {layer.ofm_dim}")
+    return _same_output(layer, where, a("OFMDim"))
+
+
+def _same_output(layer, where: str, finn_dims):
+    """``layer``, once its output image is the one FINN's node gives."""
+    if layer.ofm_dim != _square(where, "output", finn_dims):
+        raise TaperError(f"{where}: {list(finn_dims)} output pixels, expected {layer.ofm_dim}")
     return layer
 
 
@@ -150,9 +155,7 @@ def _maxpool(group, source: str) -> MaxPool:
         kernel=k,
         pe=int(a("PE")),
     )
-    if layer.ofm_dim != _square(where, "output", a("OutImgDims")):
-        raise TaperError(f"{where}: {a('OutImgDims')} output pixels, expected {layer.ofm_dim}")
-    return layer
+    return _same_output(layer, where, a("OutImgDims"))
 
 
 def lower_group(model, group, source: str) -> Layer:

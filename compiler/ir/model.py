@@ -315,7 +315,21 @@ def _same_type(layer: Layer) -> None:
 
 
 @dataclass(eq=False)
-class SlidingWindow(Layer):
+class ImageLayer(Layer):
+    """A layer over an ``ifm_dim`` x ``ifm_dim`` image of ``channels`` channels per frame,
+    channels-last, in ``kernel`` x ``kernel`` windows (sliding windows, pooling)."""
+
+    ifm_dim: int
+    channels: int
+    kernel: int
+
+    @property
+    def in_frame(self) -> int:
+        return self.ifm_dim**2 * self.channels
+
+
+@dataclass(eq=False)
+class SlidingWindow(ImageLayer):
     """Sliding windows of a convolution (im2col on a stream), zero padding included.
 
     Input per frame: an ``ifm_dim`` x ``ifm_dim`` image of ``channels`` channels, row-major,
@@ -328,9 +342,6 @@ class SlidingWindow(Layer):
     """
 
     kind: ClassVar[str] = "window"
-    ifm_dim: int
-    channels: int
-    kernel: int
     stride: int = 1
     pad: int = 0
     pad_value: int = 0
@@ -339,10 +350,6 @@ class SlidingWindow(Layer):
     @property
     def ofm_dim(self) -> int:
         return (self.ifm_dim + 2 * self.pad - self.kernel) // self.stride + 1
-
-    @property
-    def in_frame(self) -> int:
-        return self.ifm_dim**2 * self.channels
 
     @property
     def out_frame(self) -> int:
@@ -382,25 +389,18 @@ class SlidingWindow(Layer):
 
 
 @dataclass(eq=False)
-class MaxPool(Layer):
+class MaxPool(ImageLayer):
     """Max pooling of ``kernel`` x ``kernel`` windows with stride ``kernel`` (PyTorch's
     MaxPool2d without ceil_mode: the last ``ifm_dim % kernel`` rows and columns are dropped).
     Input and output channels-last, row-major, ``pe`` channels per word. Bipolar values are
     ordered as their encodings (-1 < +1)."""
 
     kind: ClassVar[str] = "maxpool"
-    ifm_dim: int
-    channels: int
-    kernel: int
     pe: int = 1
 
     @property
     def ofm_dim(self) -> int:
         return self.ifm_dim // self.kernel
-
-    @property
-    def in_frame(self) -> int:
-        return self.ifm_dim**2 * self.channels
 
     @property
     def out_frame(self) -> int:
