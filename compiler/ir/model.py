@@ -427,8 +427,166 @@ class MaxPool(ImageLayer):
             )
 
 
+def rne_shift(v: np.ndarray, k: int) -> np.ndarray:
+    """``v * 2**-k`` rounded half to even (``k > 0``) or shifted left (``k <= 0``): a Quant
+    node's rounding of a power-of-two rescaling, on int64."""
+    v = np.asarray(v, dtype=np.int64)
+    if k <= 0:
+        return v << -k
+    q = v >> k  # floor
+    rem = v - (q << k)
+    half = 1 << (k - 1)
+    up = (rem > half) | ((rem == half) & (q & 1 == 1))
+    return q + up
+
+
+@dataclass(eq=False)
+class Recurrent(Layer):
+    """A recurrent cell (LSTM or GRU) over ``steps`` time steps, state reset per sequence.
+
+    Input per frame: ``steps`` vectors x_t of ``in_features`` integers (step-major). Output
+    per frame: h_t of ``hidden`` integers for every step (``return_sequences``) or for the
+    last only. Exact integer semantics (every quantity is an integer times a power of two;
+    ``*_exp`` are those exponents; ``rne_shift`` rounds half to even as QONNX's Quant does):
+
+    - gate products: ``acc[r] = sum_k W[r, k] * v[k]`` over ``v = [x_t << x_shift;
+      h_{t-1} << h_shift]`` (GRU candidate rows: ``[x_t << x_shift; rh << h_shift]``).
+      ``weights`` rows are gate-major, ``hidden`` rows per gate: LSTM i, f, o, g; GRU r, z, n.
+      The last ``hidden`` rows are the candidate (tanh) gate, the others sigmoid gates.
+    - sigmoid gates: ``count(acc >= gate_thresholds[r])`` (unsigned ``gate_type``, value
+      ``* 2**gate_exp``); candidate: ``count(acc >= cand_thresholds[j]) + cand_bias``
+      (``cand_type``, ``* 2**cand_exp``).
+    - LSTM: ``c_t = clip(rne_shift(f*c_{t-1} << (e1 - m) + i*g << (e2 - m), cell_exp - m),
+      cell_min, cell_max)`` with e1 = gate_exp + cell_exp, e2 = gate_exp + cand_exp,
+      m = min(e1, e2); ``tc = count(c_t >= cell_thresholds) + cell_bias`` (``cell_act_type``,
+      ``* 2**cell_act_exp``); ``h_t = clip(rne_shift(o*tc, h_exp - gate_exp - cell_act_exp),
+      h_min, h_max)``.
+    - GRU: ``rh = clip(rne_shift(r*h_{t-1}, -gate_exp), h_min, h_max)``; n from the candidate
+      rows over [x_t; rh]; with ``one = 2**-gate_exp`` (1.0 in z's units),
+      ``h_t = clip(rne_shift((one - z)*n << (e1 - m) + z*h_{t-1} << (e2 - m), h_exp - m),
+      h_min, h_max)``, e1 = gate_exp + cand_exp, e2 = gate_exp + h_exp, m = min(e1, e2).
+    - h_{-1} = 0, c_{-1} = 0 at the start of every frame.
+
+    ``pe`` gate rows and ``simd`` elements of v per cycle; the matrix product of a step needs
+    h_{t-1}, so the state loop bounds the step's cycles.
+    """
+
+    kind: ClassVar[str] = "recurrent"
+    cell: Literal["lstm", "gru"]
+    steps: int
+    in_features: int
+    hidden: int
+    weight_type: IntType
+    acc_type: IntType
+    weights: np.ndarray
+    gate_type: IntType
+    gate_exp: int
+    gate_thresholds: np.ndarray
+    cand_type: IntType
+    cand_exp: int
+    cand_thresholds: np.ndarray
+    cand_bias: int
+    h_exp: int
+    h_min: int
+    h_max: int
+    x_shift: int = 0
+    h_shift: int = 0
+    cell_type: IntType | None = None
+    cell_exp: int = 0
+    cell_min: int = 0
+    cell_max: int = 0
+    cell_act_type: IntType | None = None
+    cell_act_exp: int = 0
+    cell_thresholds: np.ndarray | None = None
+    cell_bias: int = 0
+    return_sequences: bool = False
+    pe: int = 1
+    simd: int = 1
+
+    @property
+    def n_gates(self) -> int:
+        return 4 if self.cell == "lstm" else 3
+
+    @property
+    def v_features(self) -> int:
+        """Elements of the vector the gates multiply: [x_t; h_{t-1}]."""
+        return self.in_features + self.hidden
+
+    @property
+    def step_cycles(self) -> int:
+        """Cycles of one time step: the gates' matrix product folded by PE x SIMD, then the
+        elementwise update of ``hidden`` units, ``pe`` per cycle (GRU: the candidate's rows
+        wait for r, a second pass)."""
+        mv = (self.n_gates * self.hidden // self.pe) * (self.v_features // self.simd)
+        return mv + self.hidden // self.pe
+
+    @property
+    def cycles(self) -> int:
+        return self.steps * self.step_cycles
+
+    @property
+    def in_frame(self) -> int:
+        return self.steps * self.in_features
+
+    @property
+    def out_frame(self) -> int:
+        return (self.steps if self.return_sequences else 1) * self.hidden
+
+    @property
+    def in_elems(self) -> int:
+        return 1
+
+    @property
+    def out_elems(self) -> int:
+        return 1
+
+    @property
+    def out_width(self) -> int:
+        return self.out_type.bits
+
+    @property
+    def weight_memory_bits(self) -> int:
+        return self.weights.size * self.weight_type.bits
+
+    @property
+    def threshold_memory_bits(self) -> int:
+        n = self.gate_thresholds.size + self.cand_thresholds.size
+        if self.cell_thresholds is not None:
+            n += self.cell_thresholds.size
+        return n * self.acc_type.bits
+
+    def check(self) -> None:
+        name, h = self.name, self.hidden
+        _divides(name, "PE", self.pe, h)
+        _divides(name, "SIMD", self.simd, self.v_features)
+        if self.weights.shape != (self.n_gates * h, self.v_features):
+            raise ValueError(
+                f"layer {name}: weights of shape {self.weights.shape}, expected "
+                f"({self.n_gates * h}, {self.v_features})"
+            )
+        if not self.weight_type.contains(self.weights):
+            raise ValueError(f"layer {name}: weights outside {self.weight_type}")
+        if min(self.x_shift, self.h_shift) < 0:
+            raise ValueError(f"layer {name}: negative input shifts")
+        if self.gate_exp > 0:
+            raise ValueError(f"layer {name}: gate scale 2**{self.gate_exp} above 1")
+        gates = (self.n_gates - 1) * h
+        _threshold_out(name, self.gate_thresholds, gates, self.gate_type, 0)
+        _threshold_out(name, self.cand_thresholds, h, self.cand_type, self.cand_bias)
+        if not (self.out_type.min <= self.h_min <= self.h_max <= self.out_type.max):
+            raise ValueError(f"layer {name}: hidden range outside {self.out_type}")
+        if self.cell == "lstm":
+            if self.cell_type is None or self.cell_act_type is None:
+                raise ValueError(f"layer {name}: an LSTM needs cell and cell_act types")
+            if self.cell_thresholds is None:
+                raise ValueError(f"layer {name}: an LSTM needs cell_thresholds")
+            if not (self.cell_type.min <= self.cell_min <= self.cell_max <= self.cell_type.max):
+                raise ValueError(f"layer {name}: cell range outside {self.cell_type}")
+            _threshold_out(name, self.cell_thresholds, h, self.cell_act_type, self.cell_bias)
+
+
 LAYER_KINDS: dict[str, type[Layer]] = {
-    c.kind: c for c in (MatVec, Thresholding, SlidingWindow, MaxPool)
+    c.kind: c for c in (MatVec, Thresholding, SlidingWindow, MaxPool, Recurrent)
 }
 
 

@@ -20,8 +20,10 @@ from compiler.ir.model import (
     MaxPool,
     Model,
     OutputEdge,
+    Recurrent,
     SlidingWindow,
     Thresholding,
+    rne_shift,
 )
 from compiler.sim import host_edges
 
@@ -102,12 +104,67 @@ def _maxpool(layer: MaxPool, x: np.ndarray, cache: dict) -> np.ndarray:
     return img.reshape(n, o, k, o, k, c).max(axis=(2, 4)).reshape(n, layer.out_frame)
 
 
+def _count(v: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    return _multithreshold(v, thresholds, np.int64)
+
+
+def _gate_products(layer: Recurrent, w: np.ndarray, x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    v = np.concatenate([x << layer.x_shift, h << layer.h_shift], axis=1)
+    if layer.acc_type.bits <= EXACT_FLOAT64_BITS:  # exact through BLAS
+        return (v.astype(np.float64) @ w).astype(np.int64)
+    return v @ w.astype(np.int64)
+
+
+def _recurrent(layer: Recurrent, x: np.ndarray, cache: dict) -> np.ndarray:
+    """The cell step by step over the batch, in int64 (Recurrent's docstring)."""
+    n, H, T, F = len(x), layer.hidden, layer.steps, layer.in_features
+    key = id(layer)
+    if key not in cache:
+        cache[key] = np.ascontiguousarray(layer.weights.T, dtype=np.float64)
+    wt = cache[key]
+    xs = np.asarray(x).astype(np.int64).reshape(n, T, F)
+    h = np.zeros((n, H), dtype=np.int64)
+    c = np.zeros((n, H), dtype=np.int64)
+    ge = layer.gate_exp
+    sig = (layer.n_gates - 1) * H
+    outs = []
+    for t in range(T):
+        if layer.cell == "lstm":
+            acc = _gate_products(layer, wt, xs[:, t], h)
+            g_sig = _count(acc[:, :sig], layer.gate_thresholds)
+            i, f, o = g_sig[:, :H], g_sig[:, H : 2 * H], g_sig[:, 2 * H :]
+            g = _count(acc[:, sig:], layer.cand_thresholds) + layer.cand_bias
+            e1, e2 = ge + layer.cell_exp, ge + layer.cand_exp
+            m = min(e1, e2)
+            s = ((f * c) << (e1 - m)) + ((i * g) << (e2 - m))
+            c = np.clip(rne_shift(s, layer.cell_exp - m), layer.cell_min, layer.cell_max)
+            tc = _count(c, layer.cell_thresholds) + layer.cell_bias
+            p = rne_shift(o * tc, layer.h_exp - ge - layer.cell_act_exp)
+            h = np.clip(p, layer.h_min, layer.h_max)
+        else:
+            acc = _gate_products(layer, wt[:, :sig], xs[:, t], h)
+            g_sig = _count(acc, layer.gate_thresholds)
+            r, z = g_sig[:, :H], g_sig[:, H:]
+            rh = np.clip(rne_shift(r * h, -ge), layer.h_min, layer.h_max)
+            acc_n = _gate_products(layer, wt[:, sig:], xs[:, t], rh)
+            nn = _count(acc_n, layer.cand_thresholds) + layer.cand_bias
+            e1, e2 = ge + layer.cand_exp, ge + layer.h_exp
+            m = min(e1, e2)
+            one = 1 << -ge
+            s = (((one - z) * nn) << (e1 - m)) + ((z * h) << (e2 - m))
+            h = np.clip(rne_shift(s, layer.h_exp - m), layer.h_min, layer.h_max)
+        if layer.return_sequences or t == T - 1:
+            outs.append(h)
+    return np.concatenate(outs, axis=1)
+
+
 # One kernel per IR layer kind (tests/test_ir.py checks that every kind has one).
 KERNELS = {
     "matvec": _matvec,
     "thresholding": _thresholding,
     "window": _window,
     "maxpool": _maxpool,
+    "recurrent": _recurrent,
 }
 
 
