@@ -522,6 +522,7 @@ STEPS: list[Step] = [
             "compiler.frontend.input_type",
             "compiler.frontend.load",
             "compiler.frontend.precision",
+            "compiler.frontend.rnn",
         ),
         ("finn-plus", "qonnx", "onnx", "onnxruntime"),
         _frontend_options,
@@ -530,12 +531,13 @@ STEPS: list[Step] = [
     Step(
         "lower",
         "specialize (FINN), fold (taper's RTL cost model), lower into the IR",
-        (B.FINN_HW_ONNX, B.FRONTEND_JSON, "frontend.npz"),
+        (B.FINN_HW_ONNX, B.FRONTEND_JSON, "frontend.npz", B.REFERENCE_ONNX),
         (B.FINN_FOLDED_ONNX, B.LOWERED_DIR),
         (
             "compiler.frontend.compile",
             "compiler.frontend.finn_passes",
             "compiler.frontend.lower",
+            "compiler.frontend.rnn",
             "compiler.ir",
             "compiler.boards",
             "compiler.backends.rtl",  # the cost model, its coefficients, the memory styles

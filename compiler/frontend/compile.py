@@ -35,6 +35,7 @@ class FrontendRecord(_Node):
     input_type: str | None = None
     recipe: str | None = None  # the recipe the model was trained from, when known
     checkpoint: str | None = None
+    rnn: bool = False  # a recurrent model: lowered from reference.onnx, no FINN graph
 
 
 def save_record(rec: FrontendRecord, d: Path) -> None:
@@ -92,10 +93,13 @@ def run_frontend(
     from compiler.frontend.input_type import insert_input_quant, parse_input_type
     from compiler.frontend.load import load_qonnx
     from compiler.frontend.precision import as_float64
+    from compiler.frontend.rnn import rnn_meta
 
     ft = parse_input_type(input_type) if input_type else None
     with F.finn_environment(stage / ".finn"):
         model = load_qonnx(model_onnx)
+        if rnn_meta(model.model) is not None:
+            return _frontend_rnn(model, stage, source, ft, recipe, checkpoint)
         if ft is not None:
             model = insert_input_quant(model, ft)
         model.save(str(stage / B.REFERENCE_ONNX))
@@ -139,6 +143,31 @@ def run_frontend(
         input_type=str(ft) if ft else None,
         recipe=recipe,
         checkpoint=checkpoint,
+    )
+    save_record(rec, stage)
+    return rec
+
+
+def _frontend_rnn(model, stage: Path, source: str, ft, recipe, checkpoint) -> FrontendRecord:
+    """A recurrent model (FINN has no recurrent layer): the graph is the reference as
+    exported; the host edges and layers are read from it now so that a bad graph stops here."""
+    from compiler.frontend.rnn import lower_rnn
+
+    if ft is not None:
+        raise TaperError(f"{source}: --input-type: a recurrent model quantizes its own input")
+    edge, layers, out = lower_rnn(model, source)
+    model.save(str(stage / B.REFERENCE_ONNX))
+    rec = FrontendRecord(
+        source=source,
+        input_edge=edge,
+        output_edge=out,
+        first_hw="",
+        last_hw="",
+        finn_input="",
+        hw_outputs=[layer.output for layer in layers],
+        recipe=recipe,
+        checkpoint=checkpoint,
+        rnn=True,
     )
     save_record(rec, stage)
     return rec
@@ -190,6 +219,8 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
     b = get_board(o.board)
     rec = load_record(build)
     src = rec.source
+    if rec.rnn:
+        return _lower_rnn(build, stage, o, rec)
     with F.finn_environment(stage / ".finn"):
         hw = ModelWrapper(str(Path(build) / B.FINN_HW_ONNX))
         chain = F.hw_only(hw, rec.first_hw, rec.last_hw)
@@ -244,6 +275,69 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
     return m
 
 
+def _lower_rnn(build: Path, stage: Path, o: LowerOptions, rec: FrontendRecord) -> ir.Model:
+    """A recurrent model: its layers from reference.onnx, folded by taper's cost model (or a
+    folding file naming the layers)."""
+    import dataclasses
+
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from compiler.frontend.rnn import lower_rnn
+
+    b = get_board(o.board)
+    src = rec.source
+    _, layers, _ = lower_rnn(ModelWrapper(str(Path(build) / B.REFERENCE_ONNX)), src)
+    if o.folding:
+        cfg = read_folding(o.folding)
+        unknown = sorted(set(cfg) - {x.name for x in layers})
+        if unknown:
+            raise TaperError(
+                f"{o.folding}: no layer {unknown[0]} (layers: {', '.join(x.name for x in layers)})"
+            )
+        for i, x in enumerate(layers):
+            f = cfg.get(x.name, {})
+            if not isinstance(f, dict) or set(f) - {"PE", "SIMD"}:
+                raise TaperError(f'{o.folding}: {x.name}: expected {{"PE": n, "SIMD": n}}')
+            layers[i] = dataclasses.replace(x, pe=int(f.get("PE", 1)), simd=int(f.get("SIMD", 1)))
+        how = f"folding {Path(o.folding).name}"
+    else:
+        probe = ir.Model(
+            name=o.name,
+            input_edge=rec.input_edge,
+            layers=layers,
+            output_edge=rec.output_edge,
+            board=b.name,
+            clock_mhz=o.clock_mhz,
+        )
+        f, how = choose(probe, src, o, b)
+        layers = list(f.layers)
+    m = ir.Model(
+        name=o.name,
+        input_edge=rec.input_edge,
+        layers=layers,
+        output_edge=rec.output_edge,
+        fifos=[ir.FIFO(tensor=x.input, depth=2, width=x.in_width) for x in layers],
+        board=b.name,
+        part=b.part,
+        clock_mhz=o.clock_mhz,
+        source=src,
+    )
+    ours = taper_estimate(m)
+    for layer in m.layers:
+        e = ours["layers"][layer.name]
+        m.estimates[layer.name] = dict(
+            taper_lut=round(e["lut"]), taper_ff=round(e["ff"]), taper_bram36=e["bram36"]
+        )
+    m.fold_note = f"{how}; {fold_summary(m, ours)}"  # type: ignore[attr-defined]
+    try:
+        m.check()
+    except ValueError as e:
+        raise TaperError(f"{src}: {e}") from None
+    (stage / B.LOWERED_DIR).mkdir()
+    ir.save(m, stage / B.LOWERED_DIR)
+    return m
+
+
 def _layer_estimates(est: dict, groups) -> dict[str, dict[str, float]]:
     """FINN's estimates per IR layer: the sums over the layer's FINN nodes, under the layer's
     name (its last node's)."""
@@ -277,7 +371,7 @@ def taper_estimate(m: ir.Model) -> dict:
 
 
 def _folding_text(layer: ir.Layer) -> str:
-    if layer.kind == "matvec":
+    if layer.kind in ("matvec", "recurrent"):
         return f"PE {layer.pe} SIMD {layer.simd}"
     if layer.kind == "window":
         return f"SIMD {layer.simd}"
@@ -294,10 +388,8 @@ def fold_summary(m: ir.Model, est: dict) -> str:
 
 
 def fold(chain, src: str, o: LowerOptions, b) -> tuple[object, str]:
-    """Fold FINN's HW chain by taper's RTL cost model: for a target FPS the cheapest folding
-    reaching it, for "max" (or no target) the fastest whose estimate fits the board with the
-    model's margins. Returns the folded chain and how it was chosen."""
-    from compiler.backends.rtl import cost as K
+    """Fold FINN's HW chain by taper's RTL cost model (``choose``). Returns the folded chain
+    and how the folding was chosen."""
     from compiler.frontend import finn_passes as F
     from compiler.frontend.lower import group_nodes, lower_chain
 
@@ -312,6 +404,27 @@ def fold(chain, src: str, o: LowerOptions, b) -> tuple[object, str]:
         board=b.name,
         clock_mhz=o.clock_mhz,
     )
+    f, how = choose(probe, src, o, b)
+    config = {}
+    for group, layer in zip(group_nodes(chain.graph.node), f.layers, strict=True):
+        for node in group:
+            # every FINN node of the layer folds its channels as the layer does
+            fields = F.fold_sizes(node)
+            if layer.kind == "matvec":
+                config[node.name] = {"PE": layer.pe, "SIMD": layer.simd}
+            else:
+                lanes = layer.simd if layer.kind == "window" else layer.pe
+                config[node.name] = {k: lanes for k in fields}
+    return F.apply_folding(chain, config, src), how
+
+
+def choose(probe: ir.Model, src: str, o: LowerOptions, b):
+    """The folding of ``probe``'s layers by taper's RTL cost model: for a target FPS the
+    cheapest reaching it, for "max" (or no target) the fastest whose estimate fits the board
+    with the model's margins. Returns the cost model's Folding and how it was chosen."""
+    from compiler.backends.rtl import cost as K
+    from compiler.frontend import finn_passes as F
+
     hz = o.clock_mhz * 1e6
     margins = f"{K.LUT_MARGIN:.0%} of its LUTs, {K.BRAM_MARGIN:.0%} of its BRAM36"
     if o.target_fps is None or o.target_fps == MAX_FPS:
@@ -355,17 +468,7 @@ def fold(chain, src: str, o: LowerOptions, b) -> tuple[object, str]:
             if over:
                 raise TaperError(text)
             F._say("warning", text)
-    config = {}
-    for group, layer in zip(group_nodes(chain.graph.node), f.layers, strict=True):
-        for node in group:
-            # every FINN node of the layer folds its channels as the layer does
-            fields = F.fold_sizes(node)
-            if layer.kind == "matvec":
-                config[node.name] = {"PE": layer.pe, "SIMD": layer.simd}
-            else:
-                lanes = layer.simd if layer.kind == "window" else layer.pe
-                config[node.name] = {k: lanes for k in fields}
-    return F.apply_folding(chain, config, src), how
+    return f, how
 
 
 # ---------------------------------------------------------------------------- Python API

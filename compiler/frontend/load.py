@@ -52,6 +52,12 @@ def load_qonnx(path: Path):
             f"{path}: a float model (no Quant, BipolarQuant or MultiThreshold node); "
             "integer hardware needs a quantized (QONNX) model, e.g. from Brevitas export_qonnx"
         )
+    from compiler.frontend.rnn import rnn_meta
+
+    if rnn_meta(proto) is not None:
+        # a taper RNN export: its tensor names are the lowering's contract, and qonnx's
+        # cleanup would rename them and fold the weight quantizers
+        return ModelWrapper(proto)
     stamp_origins(proto)
     finn_hw_to_generic(proto, path)
     if not any(p.key == SOURCE_KEY for p in proto.metadata_props):

@@ -17,6 +17,13 @@ from compiler.references.base import Inputs, Reference, RefOutput, register
 class FINN(Reference):
     name = "finn"
 
+    def unavailable(self, build: Path, m: Model) -> str | None:
+        from compiler.frontend.compile import load_record
+
+        if load_record(build).rnn:
+            return "FINN has no recurrent layer"
+        return None
+
     def run(self, build: Path, m: Model, inputs: Inputs) -> RefOutput:
         from qonnx.core.modelwrapper import ModelWrapper
 

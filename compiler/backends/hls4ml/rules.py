@@ -67,6 +67,13 @@ def _from_quantizer(model, tensor: str) -> bool:
 
 def check(model, source: str) -> None:
     """Raise :class:`RuleError` for the first node (in graph order) that breaks a rule."""
+    from compiler.frontend.rnn import rnn_meta
+
+    if rnn_meta(model.model) is not None:
+        raise TaperError(
+            f"{source}: a recurrent network: hls4ml's LSTM/GRU take float Keras/PyTorch "
+            "layers, not QONNX (use --backend rtl)"
+        )
     nodes = list(model.graph.node)
     last = nodes[-1] if nodes else None
     for node in nodes:
