@@ -225,6 +225,8 @@ def prune(
     from compiler.qat import study as S
     from compiler.qat.export import export_qonnx
 
+    if recipe.arch.type == "rnn":
+        raise TaperError(f"{recipe.name}: pruning takes fc and cnn recipes, not recurrent ones")
     if not recipe.arch.n_hidden:
         raise TaperError(f"{recipe.name}: pruning needs hidden layers (arch.hidden or arch.conv)")
     seed = recipe.seed if seed is None else seed

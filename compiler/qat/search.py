@@ -248,6 +248,11 @@ def search(
     from compiler.qat import study as S
     from compiler.qat.export import export_qonnx
 
+    if recipe.arch.type == "rnn":
+        raise TaperError(
+            f"{recipe.name}: the bitwidth search takes fc and cnn recipes; a recurrent one sets "
+            "its bits per tensor in arch.bits"
+        )
     seed = recipe.seed if seed is None else seed
     out = Path(out)
     if storage:
