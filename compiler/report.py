@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from compiler.build import REPORT_MD, REPORT_PNG, TIMELINE_PNG, atomic_write, write_text
-from compiler.ir.model import MatVec, MaxPool, Model, SlidingWindow, Thresholding
+from compiler.ir.model import MatVec, MaxPool, Model, Recurrent, SlidingWindow, Thresholding
 from compiler.sim.patterns import fmt_cycles
 
 
@@ -76,12 +76,29 @@ def _maxpool_row(layer: MaxPool) -> dict:
     }
 
 
+def _recurrent_row(layer: Recurrent) -> dict:
+    T, F, H = layer.steps, layer.in_features, layer.hidden
+    out = f"{T}x{H}" if layer.return_sequences else f"{H}"
+    return {
+        "op": f"{layer.cell.upper()} ({T} steps)",
+        "shape": f"{T}x{F} -> {out}",
+        # the time step's cycles: the state loop (h_t feeds step t+1) bounds the step's II
+        "kernel": f"step {layer.step_cycles:,} cycles",
+        "pixels": T,
+        "weight": layer.weight_type.name,
+        "acc": layer.acc_type.name,
+        "PE": layer.pe,
+        "SIMD": layer.simd,
+    }
+
+
 # The kind-specific report columns, one entry per IR layer kind.
 ROWS = {
     "matvec": _matvec_row,
     "thresholding": _thresholding_row,
     "window": _window_row,
     "maxpool": _maxpool_row,
+    "recurrent": _recurrent_row,
 }
 
 

@@ -514,15 +514,22 @@ class Recurrent(Layer):
 
     @property
     def step_cycles(self) -> int:
-        """Cycles of one time step: the gates' matrix product folded by PE x SIMD, then the
-        elementwise update of ``hidden`` units, ``pe`` per cycle (GRU: the candidate's rows
-        wait for r, a second pass)."""
-        mv = (self.n_gates * self.hidden // self.pe) * (self.v_features // self.simd)
-        return mv + self.hidden // self.pe
+        """Cycles of one time step in taper_rnn (hw/rtl/taper_rnn.sv): one issue per cycle of
+        the gates' matrix product folded by PE x SIMD, then the update pipeline drains (7
+        cycles for an LSTM) before the step commits h_t; a GRU's candidate rows wait for r*h
+        (4 cycles) and its update drains in 5. The next step needs h_t: the state loop."""
+        n = self.n_gates * (self.hidden // self.pe) * (self.v_features // self.simd)
+        return n + (7 if self.cell == "lstm" else 4 + 5)
 
     @property
     def cycles(self) -> int:
-        return self.steps * self.step_cycles
+        """Steady-state cycles per frame: a step every ``step_cycles``, unless its input (one
+        element a cycle) or its output words (``return_sequences``: h_t of every step must
+        leave before the next commits) take longer."""
+        step = max(self.step_cycles, self.in_features)
+        if self.return_sequences:
+            return self.steps * max(step, self.hidden)
+        return max(self.steps * step, self.hidden)
 
     @property
     def in_frame(self) -> int:

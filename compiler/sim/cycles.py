@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler.errors import TaperError
-from compiler.ir.model import Layer, MatVec, MaxPool, Model, SlidingWindow, Thresholding
+from compiler.ir.model import (
+    Layer,
+    MatVec,
+    MaxPool,
+    Model,
+    Recurrent,
+    SlidingWindow,
+    Thresholding,
+)
 from compiler.sim.patterns import READY, VALID, Pattern
 
 HISTORY_FRAMES = 3  # lookback of the rules (an MVU waits two vectors back; a window: its own)
@@ -607,11 +615,79 @@ class _MaxPool(_Unit):
         return int(np.maximum(wait, 0).sum())
 
 
+class _Rnn(_Unit):
+    """`taper_rnn.sv` (its header states these rules). Steps s = frame*T + t, IF input words
+    each, into two x buffers: a step's first word is taken from the cycle after step s-2
+    committed (the others the cycle after the previous word). Step s starts at
+    S = max(its last input word + 1, commit of step s-1 + 1) and is ready to commit at
+    R = S + step_cycles - 1; a step that emits h_t commits at max(R, the cycle the previous
+    emission's last word was taken), else at R. An emission's first word is valid the cycle
+    after its commit, each next word the cycle after the previous one was taken. Nothing in
+    the unit stalls."""
+
+    def __init__(self, sim: _Sim, layer: Recurrent):
+        super().__init__(sim, layer.name)
+        self.T, self.IF, self.H = layer.steps, layer.in_features, layer.hidden
+        self.seq = layer.return_sequences
+        self.step = layer.step_cycles
+        self.issues = layer.step_cycles - (7 if layer.cell == "lstm" else 9)
+        self.words_in = self.T * self.IF
+        self.words_out = (self.T if self.seq else 1) * self.H
+        self.start: list[int] = []  # S of every step
+        self.commit: list[int] = []  # C of every step
+
+    def _compute(self, s: int) -> None:
+        start, commit, get = self.start, self.commit, self.sim.get
+        while len(commit) <= s:
+            n = len(commit)
+            t = get(self.inp, (n + 1) * self.IF - 1) + 1
+            if n:
+                t = max(t, commit[n - 1] + 1)
+            start.append(t)
+            c = t + self.step - 1
+            if self.seq or n % self.T == self.T - 1:
+                e = n if self.seq else n // self.T  # this step's emission
+                if e:
+                    c = max(c, get(self.out, e * self.H - 1))
+            commit.append(c)
+
+    def _emitter(self, e: int) -> int:
+        return e if self.seq else e * self.T + self.T - 1
+
+    def valid_from(self, j: int) -> int:
+        e, i = divmod(j, self.H)
+        if i:
+            return self.out.times[j - 1] + 1
+        s = self._emitter(e)
+        self._compute(s)
+        return self.commit[s] + 1
+
+    def first_ready(self, k: int, t0: int) -> int:
+        t = max(t0, self.inp.times[k - 1] + 1) if k else t0
+        s, i = divmod(k, self.IF)
+        if i == 0 and s >= 2:
+            self._compute(s - 2)
+            t = max(t, self.commit[s - 2] + 1)
+        return t
+
+    def series(self) -> list[tuple[list[int], int]]:
+        return [(self.start, self.T), (self.commit, self.T)]
+
+    def busy(self, frames: int) -> int:
+        return frames * self.T * self.issues
+
+    def spans(self, times, valid, record: int) -> np.ndarray:
+        s = np.asarray(self.start, dtype=np.int64)
+        sp = np.stack([s, s + self.issues - 1], axis=1) if len(s) else np.zeros((0, 2), np.int64)
+        return sp[sp[:, 0] < record]
+
+
 UNITS: dict[str, type[_Unit]] = {
     "matvec": _Mvu,
     "thresholding": _Thresholding,
     "window": _Swg,
     "maxpool": _MaxPool,
+    "recurrent": _Rnn,
 }
 """The cycle model of each IR layer kind (a new kind registers its rules here)."""
 

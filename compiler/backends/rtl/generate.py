@@ -18,7 +18,15 @@ import numpy as np
 
 from compiler.build import write_text
 from compiler.errors import TaperError
-from compiler.ir.model import Layer, MatVec, MaxPool, Model, SlidingWindow, Thresholding
+from compiler.ir.model import (
+    Layer,
+    MatVec,
+    MaxPool,
+    Model,
+    Recurrent,
+    SlidingWindow,
+    Thresholding,
+)
 from compiler.ir.types import IntType
 
 LIBRARY = Path(str(files("compiler.hw"))) / "rtl"
@@ -29,6 +37,7 @@ LIBRARY_FILES = (
     "taper_thresholding.sv",
     "taper_swg.sv",
     "taper_maxpool.sv",
+    "taper_rnn.sv",
 )
 MAX_IN_BITS = 16
 MAX_W_BITS = 8
@@ -152,6 +161,8 @@ def memory_shapes(layer: Layer, p: dict) -> dict[str, tuple[int, int]]:
     if isinstance(layer, SlidingWindow):
         words = swg_lines(layer) * layer.ifm_dim * (layer.channels // layer.simd)
         return {"RAM_STYLE": (words, layer.simd * layer.input_type.bits)}
+    if isinstance(layer, Recurrent):
+        return rnn_memory_shapes(layer, p)
     if not isinstance(layer, MatVec | Thresholding):
         return {}
     nf = layer.out_features // layer.pe
@@ -181,13 +192,14 @@ def assign_styles(m: Model, params: list[dict], bram36: float | None) -> None:
             p[key] = style_value(key, "logic")
             if ram_style(depth, width, key) == "block":
                 b = rom_bram36(depth, width)
-                mems.append((memory_luts(key, depth, width) / b, b, p, key, depth, width))
+                mv = isinstance(layer, MatVec)  # only taper_mvu splits its weights
+                mems.append((memory_luts(key, depth, width) / b, b, p, key, depth, width, mv))
     used, split = 0.0, False
-    for _, b, p, key, depth, width in sorted(mems, key=lambda e: -e[0]):
+    for _, b, p, key, depth, width, mv in sorted(mems, key=lambda e: -e[0]):
         if bram36 is None or used + b <= bram36:
             p[key] = '"block"'
             used += b
-        elif key == "W_STYLE" and not split:
+        elif key == "W_STYLE" and mv and not split:
             split = True
             bits = split_bits(depth, width, bram36 - used)
             if bits:
@@ -401,6 +413,175 @@ def _no_memories(layer: Layer, p: dict) -> dict[str, list[str]]:
     return {}
 
 
+# ---------------------------------------------------------------------------- recurrent
+
+
+def rnn_groups(layer: Recurrent) -> list[tuple[int, int]]:
+    """(gate, unit group) in taper_rnn's issue order: LSTM unit group by unit group, the four
+    gates each; GRU r and z per unit group (pass A), then the candidate per group (pass B)."""
+    nf = layer.hidden // layer.pe
+    if layer.cell == "lstm":
+        return [(g, u) for u in range(nf) for g in range(4)]
+    return [(g, u) for u in range(nf) for g in range(2)] + [(2, u) for u in range(nf)]
+
+
+def _rnn_acc_range(layer: Recurrent) -> tuple[int, int]:
+    """The exact range of a gate row's sum over [x << x_shift; h << h_shift] (h and rh lie in
+    [h_min, h_max], or are 0 in a frame's first step): the accumulator never wraps, whatever
+    acc_type says."""
+    it, F = layer.input_type, layer.in_features
+    lo_v = [it.min << layer.x_shift] * F + [min(layer.h_min, 0) << layer.h_shift] * layer.hidden
+    hi_v = [it.max << layer.x_shift] * F + [max(layer.h_max, 0) << layer.h_shift] * layer.hidden
+    w = layer.weights.astype(object)
+    a, b = w * np.array(lo_v, dtype=object), w * np.array(hi_v, dtype=object)
+    lo = np.minimum(a, b).sum(axis=1)
+    hi = np.maximum(a, b).sum(axis=1)
+    return int(min(lo.min(), 0)), int(max(hi.max(), 0))
+
+
+def _rnn_thresholds(layer: Recurrent, lo: int, hi: int) -> np.ndarray:
+    """Gate and candidate thresholds per weight row (rows = gate*H + unit), padded to one
+    count with hi + 1 (no sum reaches it) and clipped to [lo, hi + 1] (same counts)."""
+    H, sig = layer.hidden, (layer.n_gates - 1) * layer.hidden
+    gt = np.broadcast_to(layer.gate_thresholds, (sig, layer.gate_thresholds.shape[1]))
+    ct = np.broadcast_to(layer.cand_thresholds, (H, layer.cand_thresholds.shape[1]))
+    n = max(gt.shape[1], ct.shape[1], 1)
+    t = np.full((sig + H, n), hi + 1, dtype=np.int64)
+    t[:sig, : gt.shape[1]] = gt
+    t[sig:, : ct.shape[1]] = ct
+    return np.clip(t, lo, hi + 1)
+
+
+def _rnn_cell_thresholds(layer: Recurrent) -> np.ndarray:
+    ct = layer.cell_thresholds
+    ct = np.zeros((1, 0), np.int64) if ct is None else ct
+    t = np.broadcast_to(ct, (layer.hidden, ct.shape[1])).astype(np.int64)
+    if t.shape[1] == 0:  # no threshold: a count of 0 (the ROM needs one word)
+        t = np.full((layer.hidden, 1), layer.cell_max + 1, dtype=np.int64)
+    return np.clip(t, layer.cell_min, layer.cell_max + 1)
+
+
+def rnn_params(layer: Recurrent, prefix: str) -> dict[str, object]:
+    name, it, wt, ot = layer.name, layer.input_type, layer.weight_type, layer.out_type
+    for what, t in (("input", it), ("weight", wt), ("output", ot), ("gate", layer.gate_type)):
+        if t.bipolar:
+            raise TaperError(f"layer {name}: bipolar {what}s; taper_rnn takes integers")
+    if it.bits > MAX_IN_BITS or wt.bits > MAX_W_BITS:
+        raise TaperError(
+            f"layer {name}: {it.bits}-bit inputs, {wt.bits}-bit weights; taper_rnn takes at "
+            f"most {MAX_IN_BITS} and {MAX_W_BITS}"
+        )
+    lo, hi = _rnn_acc_range(layer)
+    acc_bits = _signed_bits(lo, hi)
+    if acc_bits > MAX_ACC_BITS:
+        raise TaperError(f"layer {name}: {acc_bits}-bit accumulator, at most {MAX_ACC_BITS}")
+    t = _rnn_thresholds(layer, lo, hi)
+    nt, nc = layer.gate_thresholds.shape[1], layer.cand_thresholds.shape[1]
+    gv_lo, gv_hi = min(0, layer.cand_bias), max(t.shape[1], layer.cand_bias + nc)
+    ge = layer.gate_exp
+    gmax = nt  # sigmoid gates are counts in [0, nt]
+    c_lo, c_hi = layer.cand_bias, layer.cand_bias + nc
+    cmag = max(abs(c_lo), abs(c_hi))
+    hmag = max(abs(layer.h_min), abs(layer.h_max))
+    p: dict[str, object] = {
+        "GRU": int(layer.cell == "gru"),
+        "T_STEPS": layer.steps,
+        "IF": layer.in_features,
+        "H": layer.hidden,
+        "PE": layer.pe,
+        "SIMD": layer.simd,
+        "RET_SEQ": int(layer.return_sequences),
+        "IN_BITS": it.bits,
+        "IN_SIGNED": int(it.signed),
+        "X_SHIFT": layer.x_shift,
+        "H_SHIFT": layer.h_shift,
+        "W_BITS": wt.bits,
+        "W_SIGNED": int(wt.signed),
+        "TERNARY": int(bool(np.isin(layer.weights, (-1, 0, 1)).all())),
+        "ACC_BITS": acc_bits,
+        "N_THRESH": t.shape[1],
+        "T_BITS": _signed_bits(lo, hi + 1),
+        "CAND_BIAS": layer.cand_bias,
+        "GV_BITS": _signed_bits(gv_lo, gv_hi),
+        "OUT_BITS": ot.bits,
+        "HS_BITS": _signed_bits(layer.h_min, layer.h_max),
+        "H_MIN": layer.h_min,
+        "H_MAX": layer.h_max,
+    }
+    if layer.cell == "lstm":
+        e1, e2 = ge + layer.cell_exp, ge + layer.cand_exp
+        m = min(e1, e2)
+        ct = _rnn_cell_thresholds(layer)
+        cellmag = max(abs(layer.cell_min), abs(layer.cell_max))
+        tc_lo, tc_hi = layer.cell_bias, layer.cell_bias + ct.shape[1]
+        k_h = layer.h_exp - ge - layer.cell_act_exp
+        mags = [
+            (gmax * cellmag << (e1 - m)) + (gmax * cmag << (e2 - m)),
+            gmax * max(abs(tc_lo), abs(tc_hi)) << max(0, -k_h),
+        ]
+        shifts = [layer.cell_exp - m, abs(k_h)]
+        p.update(
+            CS_BITS=_signed_bits(layer.cell_min, layer.cell_max),
+            CELL_MIN=layer.cell_min,
+            CELL_MAX=layer.cell_max,
+            N_CT=ct.shape[1],
+            CT_BITS=_signed_bits(layer.cell_min, layer.cell_max + 1),
+            CELL_BIAS=layer.cell_bias,
+            SH_FC=e1 - m,
+            SH_IG=e2 - m,
+            K_C=layer.cell_exp - m,
+            K_H=k_h,
+            CELL_THRESH_FILE=f'"{prefix}{name}_cell_thresholds.mem"',
+        )
+    else:
+        e1, e2 = ge + layer.cand_exp, ge + layer.h_exp
+        m = min(e1, e2)
+        one = 1 << -ge
+        mags = [gmax * hmag, ((one + gmax) * cmag << (e1 - m)) + (gmax * hmag << (e2 - m))]
+        shifts = [-ge, layer.h_exp - m]
+        p.update(K_RH=-ge, ONE=one, SH_N=e1 - m, SH_ZH=e2 - m, K_HN=layer.h_exp - m)
+    bound = max([*mags, abs(layer.h_min), abs(layer.h_max), 1 << max(shifts)])
+    p["EW"] = bound.bit_length() + 3
+    p["WEIGHT_FILE"] = f'"{prefix}{name}_weights.mem"'
+    p["THRESH_FILE"] = f'"{prefix}{name}_thresholds.mem"'
+    return p
+
+
+def rnn_memory_shapes(layer: Recurrent, p: dict) -> dict[str, tuple[int, int]]:
+    nf, sf = layer.hidden // layer.pe, layer.v_features // layer.simd
+    shapes = {
+        "W_STYLE": (layer.n_gates * nf * sf, layer.pe * layer.simd * int(p["W_BITS"])),
+        "T_STYLE": (layer.n_gates * nf, layer.pe * int(p["N_THRESH"]) * int(p["T_BITS"])),
+    }
+    if layer.cell == "lstm":
+        shapes["C_STYLE"] = (nf, layer.pe * int(p["N_CT"]) * int(p["CT_BITS"]))
+    return shapes
+
+
+def _rnn_memories(layer: Recurrent, p: dict) -> dict[str, list[str]]:
+    H, pe, simd = layer.hidden, layer.pe, layer.simd
+    sf = layer.v_features // simd
+    codes = encode(layer.weights, layer.weight_type)  # (NG*H, V)
+    lo, hi = _rnn_acc_range(layer)
+    t = _rnn_thresholds(layer, lo, hi)
+    tb = int(p["T_BITS"])
+    w_rows, t_rows = [], []
+    for g, u in rnn_groups(layer):
+        rows = g * H + u * pe + np.arange(pe)
+        # one word per fold: lane p*SIMD + s = row p, column sf*SIMD + s
+        w_rows.append(codes[rows].reshape(pe, sf, simd).transpose(1, 0, 2).reshape(sf, pe * simd))
+        t_rows.append(t[rows].reshape(1, -1))
+    mems = {
+        "weights": pack_words(np.concatenate(w_rows), layer.weight_type.bits),
+        "thresholds": pack_words((np.concatenate(t_rows) & ((1 << tb) - 1)).astype(np.uint64), tb),
+    }
+    if layer.cell == "lstm":
+        ct, cb = _rnn_cell_thresholds(layer), int(p["CT_BITS"])
+        words = (ct & ((1 << cb) - 1)).astype(np.uint64).reshape(H // pe, -1)
+        mems["cell_thresholds"] = pack_words(words, cb)
+    return mems
+
+
 @dataclass(frozen=True)
 class RtlKind:
     """How one IR layer kind becomes Verilog: its library module, its parameters and the
@@ -416,6 +597,7 @@ MODULES: dict[str, RtlKind] = {
     "thresholding": RtlKind("taper_thresholding", thresholding_params, _thresholding_memories),
     "window": RtlKind("taper_swg", window_params, _no_memories),
     "maxpool": RtlKind("taper_maxpool", maxpool_params, _no_memories),
+    "recurrent": RtlKind("taper_rnn", rnn_params, _rnn_memories),
 }
 
 
