@@ -94,17 +94,56 @@ class CNNArch(_Strict):
         return len(self.conv) + len(self.hidden)
 
 
+class RNNBits(_Strict):
+    """Bits of each tensor of a recurrent layer (mixed precision per tensor; the scales are
+    fixed powers of two, see compiler/qat/hitnet.py): ``weight`` the gate matrices, ``gate``
+    the sigmoid gates (unsigned), ``cand`` the tanh candidate, ``cell`` the LSTM cell state,
+    ``cell_act`` tanh of the cell, ``hidden`` the hidden state, ``head`` the classifier."""
+
+    weight: Annotated[int, Field(ge=2, le=8)] = 2
+    gate: Annotated[int, Field(ge=1, le=8)] = 2
+    cand: Annotated[int, Field(ge=2, le=8)] = 2
+    cell: Annotated[int, Field(ge=3, le=8)] = 4
+    cell_act: Annotated[int, Field(ge=2, le=8)] = 2
+    hidden: Annotated[int, Field(ge=2, le=8)] = 2
+    head: Annotated[int, Field(ge=2, le=8)] = 2
+
+
+class RNNArch(_Strict):
+    """Stacked recurrent layers (``cell`` LSTM or GRU, one per ``hidden`` size) over the image
+    rows as time steps, then a classifier on the last hidden state. ``quantizer``: ``hitnet``
+    (threshold ternary weights, Bernoulli ternary activations), ``uniform`` (one round-to-
+    nearest quantizer for both) or ``float`` (full precision; trains, does not export).
+    ``slope`` multiplies the gate pre-activations: sigmoid(slope * x), tanh(slope * x)."""
+
+    type: Literal["rnn"]
+    cell: Literal["lstm", "gru"] = "lstm"
+    hidden: list[Annotated[int, Field(ge=1, le=1024)]] = Field(min_length=1)
+    slope: Annotated[float, Field(gt=0, le=16)] = 1.0
+    quantizer: Literal["hitnet", "uniform", "float"] = "hitnet"
+    bits: RNNBits = RNNBits()
+
+    @property
+    def n_hidden(self) -> int:
+        return len(self.hidden)
+
+    @property
+    def gates(self) -> int:
+        """Gate blocks of one layer's matrices (GRU: [r | z] and the candidate)."""
+        return 4 if self.cell == "lstm" else 3
+
+
 def _arch_type(v) -> str:
     # a recipe without arch.type is an fc one, as before the cnn type existed
     return v.get("type", "fc") if isinstance(v, dict) else getattr(v, "type", "fc")
 
 
 Arch = Annotated[
-    Annotated[FCArch, Tag("fc")] | Annotated[CNNArch, Tag("cnn")],
+    Annotated[FCArch, Tag("fc")] | Annotated[CNNArch, Tag("cnn")] | Annotated[RNNArch, Tag("rnn")],
     Discriminator(
         _arch_type,
         custom_error_type="arch_type",
-        custom_error_message="expected 'fc' or 'cnn'",
+        custom_error_message="expected 'fc', 'cnn' or 'rnn'",
     ),
 ]
 
@@ -165,7 +204,8 @@ class Recipe(_Strict):
     description: str = ""
     arch: Arch
     input: InputQuant = InputQuant()
-    quant: Quant
+    # required for fc and cnn; an rnn sets its bits per tensor in arch.bits
+    quant: Quant | None = None
     dataset: Dataset
     train: Train = Train()
     seed: int = 0
@@ -173,6 +213,11 @@ class Recipe(_Strict):
 
     @model_validator(mode="after")
     def _bits_fit_layers(self) -> Recipe:
+        if self.arch.type == "rnn":
+            self._check_rnn()
+            return self
+        if self.quant is None:
+            raise ValueError("field 'quant': Field required")
         # Resolve once here so a wrong-length explicit list is a validation error.
         self.weight_bits  # noqa: B018
         self.act_bits  # noqa: B018
@@ -185,6 +230,23 @@ class Recipe(_Strict):
                 raise ValueError("quant.weight_quantizer: quantnet is for arch.type fc only")
             self._check_feature_maps()
         return self
+
+    def _check_rnn(self) -> None:
+        a = self.arch
+        if a.quantizer == "hitnet" and a.bits.weight != 2:
+            raise ValueError(
+                f"arch.bits.weight: HitNet's weight quantizer is ternary (2 bits), got "
+                f"{a.bits.weight}; use arch.quantizer uniform for wider weights"
+            )
+        if self.quant is not None:
+            raise ValueError("quant: not used by arch.type rnn (its bits are in arch.bits)")
+        if self.input.mode != "unsigned":
+            raise ValueError("input.mode: arch.type rnn takes unsigned input")
+        if self.dataset.name not in ("mnist", "digits"):
+            raise ValueError(
+                f"dataset.name: arch.type rnn reads images row by row (mnist, digits), "
+                f"got {self.dataset.name}"
+            )
 
     def _check_feature_maps(self) -> None:
         """Every convolution fits its input, every pool divides it, and no padded convolution
@@ -223,6 +285,13 @@ class Recipe(_Strict):
         if self.arch.type == "fc":
             widths = [math.prod(input_shape), *self.arch.hidden, n_classes]
             return list(itertools.pairwise(widths))
+        if self.arch.type == "rnn":
+            # (rows of [x_t; h_{t-1}], gate columns) per layer: rows are image rows (steps)
+            feats, dims = input_shape[-1], []
+            for h in self.arch.hidden:
+                dims.append((feats + h, self.arch.gates * h))
+                feats = h
+            return [*dims, (feats, n_classes)]
         channels, h, w = input_shape
         dims = []
         for c in self.arch.conv:
@@ -241,11 +310,16 @@ class Recipe(_Strict):
     @property
     def weight_bits(self) -> list[int]:
         """Bitwidth of each layer's weights, input layer first."""
+        if self.arch.type == "rnn":
+            return [self.arch.bits.weight] * self.arch.n_hidden + [self.arch.bits.head]
         return _resolve(self.quant.weights, self.n_layers, "quant.weights")
 
     @property
     def act_bits(self) -> list[int]:
-        """Bitwidth of the activation after each hidden layer (convolutions first)."""
+        """Bitwidth of the activation after each hidden layer (convolutions first; an rnn
+        layer's hidden state)."""
+        if self.arch.type == "rnn":
+            return [self.arch.bits.hidden] * self.arch.n_hidden
         return _resolve(self.quant.activations, self.arch.n_hidden, "quant.activations")
 
     def digest(self) -> str:
@@ -298,7 +372,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 
 
 _POLICY_TAGS = {"uniform", "explicit", "progressive"}
-_UNION_TAGS = {"arch": {"fc", "cnn"}, "weights": _POLICY_TAGS, "activations": _POLICY_TAGS}
+_UNION_TAGS = {"arch": {"fc", "cnn", "rnn"}, "weights": _POLICY_TAGS, "activations": _POLICY_TAGS}
 
 
 def _one_line(e: ValidationError) -> str:

@@ -51,6 +51,8 @@ def layer_table(model: nn.Module, recipe: Recipe) -> list[dict]:
     """Per-layer shape, bitwidths and weight memory of a built model; a convolution's ``in``
     is its dot product's length (in_channels x kernel x kernel), with its kernel, stride and
     padding."""
+    if recipe.arch.type == "rnn":  # one row per recurrent layer and the head
+        return model.layer_table()
     rows = []
     layers = [m for m in model.modules() if isinstance(m, QuantLinear | QuantConv2d)]
     acts = [*recipe.act_bits, None]
@@ -205,7 +207,11 @@ def export_checkpoint(build: Path, out: Path) -> Path:
     """``build``'s trained model -> ``out``/model.onnx (QONNX)."""
     from compiler.qat.export import export_qonnx
 
-    model, _, shape = trained_model(build)
+    model, recipe, shape = trained_model(build)
+    if recipe.arch.type == "rnn":  # the unrolled graph of the RNN contract, not Brevitas'
+        from compiler.qat.export_rnn import export_rnn
+
+        return export_rnn(model, Path(out) / QONNX)
     return export_qonnx(model, shape, Path(out) / QONNX)
 
 

@@ -17,4 +17,8 @@ def build(recipe: Recipe, input_shape: tuple[int, ...], n_classes: int) -> nn.Mo
         from compiler.qat.arch.cnn import CNN
 
         return CNN(recipe, input_shape, n_classes)
+    if recipe.arch.type == "rnn":
+        from compiler.qat.arch.rnn import RNN
+
+        return RNN(recipe, input_shape, n_classes)
     raise ValueError(f"unknown architecture {recipe.arch.type!r}")
