@@ -48,7 +48,15 @@ from pathlib import Path
 import numpy as np
 
 from compiler.backends.rtl import generate as G
-from compiler.ir.model import Layer, MatVec, MaxPool, Model, SlidingWindow, Thresholding
+from compiler.ir.model import (
+    Layer,
+    MatVec,
+    MaxPool,
+    Model,
+    Recurrent,
+    SlidingWindow,
+    Thresholding,
+)
 from compiler.ir.types import IntType
 
 COEFFS_FILE = Path(str(files("compiler.backends.rtl"))) / "cost_coeffs.json"
@@ -129,10 +137,15 @@ def features(
     mems = memories(layer, p)
     stream = layer.in_width
     dwc_bits, dwc_mux = dwc_terms(layer, in_elems)
-    if isinstance(layer, SlidingWindow | MaxPool):
+    if isinstance(layer, SlidingWindow | MaxPool | Recurrent):
         lut = dict.fromkeys(LUT_TERMS, 0.0)
         ff = dict.fromkeys(FF_TERMS, 0.0)
-        unit = _window_unit(layer, mems) if isinstance(layer, SlidingWindow) else _pool_unit(layer)
+        if isinstance(layer, SlidingWindow):
+            unit = _window_unit(layer, mems)
+        elif isinstance(layer, MaxPool):
+            unit = _pool_unit(layer)
+        else:
+            unit = _rnn_unit(layer, p, mems)
         lut.update(dwc=dwc_mux, unit=unit[0])
         ff.update(dwc=dwc_bits, unit=unit[1])
         return lut, ff, mems
@@ -255,6 +268,74 @@ def _pool_unit(layer: MaxPool) -> tuple[float, float]:
     cf = layer.channels // layer.pe
     fb = (cf - 1).bit_length() if cf > 1 else 1
     ff = layer.pe * bits + 3 * xb + 2 * kb + fb + 1 + POOL_CTL_FF
+    return float(lut), float(ff)
+
+
+RNN_CTL_LUT = 60  # issue counters, state machine, handshakes, the FIFO's control
+RNN_CTL_FF = 40
+# taper_rnn's LUT groups, each scaled as a non-negative least-squares fit against Yosys
+# (synth_xilinx -family xc7 -nodsp, FIFO in front included) on 8 HitNet-like layers (INT4 x
+# and h, UINT3 gates, ternary or INT4 weights; LUT -6 % .. +11 %, FF -12 % .. +17 %):
+#   (Yosys LUT/FF/BRAM36 -> estimate LUT/FF/BRAM36)
+#   LSTM 28 steps x 28 in x 64 hidden, ternary, PE 1 SIMD 1    1084/1245/4  -> 1203/1244/4
+#   the same, PE 4 SIMD 4                                     2515/2149/9  -> 2353/1880/9.5
+#   LSTM 5 x 32 x 32, ternary, PE 8 SIMD 2                    3023/1936/12.5 -> 3071/2274/15.5
+#   LSTM 5 x 12 x 12, INT4 weights, PE 3 SIMD 6               2168/831/6   -> 2175/931/7.5
+#   GRU 6 x 8 x 8, INT4 weights, PE 2 SIMD 4                  1024/501/2.5 -> 1078/466/3
+#   GRU 8 x 16 x 32, ternary, PE 8 SIMD 1                     2178/1496/7.5 -> 2172/1469/8.5
+# (block RAMs: the generator's count of 36-bit-wide blocks; Yosys packs wide ROMs 72 wide)
+RNN_LUT = {"ctl": 1.6, "dot": 1.9, "cmp": 1.0, "elem": 1.1}
+
+
+def _rnn_unit(layer: Recurrent, p: dict, mems: list[Memory]) -> tuple[float, float]:
+    """LUT and FF of taper_rnn and its FIFO, counted from its RTL: the multiplexers that pick
+    a SIMD word of v (x from two buffers, h or rh) and each unit group's h, c or z; the PE x
+    SIMD products (ternary: an add or subtract) and accumulators; the threshold comparators;
+    per PE lane the elementwise products, roundings and clips; the output shift register;
+    the memories in LUTs. Flip-flops: the x buffers, h (three copies: h_{t-1}, h_t, the
+    output), c or rh and z, and the pipeline registers."""
+    pe, simd, H, F = layer.pe, layer.simd, layer.hidden, layer.in_features
+    nf = H // pe
+    gru = layer.cell == "gru"
+    ib, hs, gv, acc = (int(p[k]) for k in ("IN_BITS", "HS_BITS", "GV_BITS", "ACC_BITS"))
+    n, tb, ew = int(p["N_THRESH"]), int(p["T_BITS"]), int(p["EW"])
+    cw = max(acc, tb)
+    vb = max(ib + 1 + layer.x_shift, hs + layer.h_shift)
+    wb = int(p["W_BITS"])
+    prod = acc if int(p["TERNARY"]) else vb * wb + acc
+    mux = (2 * F * ib + (2 if gru else 1) * H * hs) / 3  # a LUT6 is a 4:1 multiplexer
+    lane_mux = pe * nf * hs / 3
+    # c (LSTM) and z (GRU), written and read at one unit group's address: distributed RAM
+    if gru:
+        ram = G.lutram_cells(nf, pe * gv)
+        elem = pe * (gv * hs + 2 * gv * max(gv, hs) + 6 * ew)
+        state_ff = H * hs
+    else:
+        cs = int(p["CS_BITS"])
+        ram = G.lutram_cells(nf, pe * cs)
+        elem = pe * (gv * cs + gv * gv + gv * 4 + 6 * ew + cs * int(p["N_CT"]))
+        state_ff = pe * (cs + 2 * gv + ew) + pe * int(p["N_CT"]) * int(p["CT_BITS"])
+    groups = {
+        "ctl": RNN_CTL_LUT + G.lutram_cells(32, layer.in_width) + mux + lane_mux + ram + H * hs,
+        "dot": pe * simd * prod + pe * acc,
+        "cmp": pe * n * cw / 2,
+        "elem": elem,
+    }
+    lut = sum(RNN_LUT[k] * v for k, v in groups.items()) + sum(m.lut for m in mems)
+    w_logic = sum(m.width for m in mems if m.name == "W_STYLE" and m.style == "logic")
+    t_logic = any(m.name == "T_STYLE" and m.style == "logic" for m in mems)
+    tw = pe * n * tb
+    ff = (
+        RNN_CTL_FF
+        + 2 * F * ib
+        + 3 * H * hs
+        + state_ff
+        + simd * vb
+        + w_logic
+        + 2 * pe * acc
+        + tw * (2 if t_logic else 1)
+        + pe * gv * (2 if gru else 4)
+    )
     return float(lut), float(ff)
 
 
@@ -507,6 +588,8 @@ def foldings(layer: Layer) -> list[tuple[int, int]]:
         return [(1, s) for s in _divisors(layer.channels)]
     if isinstance(layer, MaxPool):
         return [(p, 1) for p in _divisors(layer.channels)]
+    if isinstance(layer, Recurrent):
+        return [(p, s) for p in _divisors(layer.hidden) for s in _divisors(layer.v_features)]
     pes = _divisors(layer.out_features)
     if isinstance(layer, Thresholding):
         return [(p, 1) for p in pes]
