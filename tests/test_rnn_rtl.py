@@ -307,3 +307,28 @@ def test_folding_search_over_pe_and_simd():
     assert f.cycles <= target and f.pe * f.simd >= 16
     lut = [cost.estimate(dataclasses.replace(m, layers=[x]))["lut"] for x in (u, f)]
     assert lut[0] < lut[1]
+
+
+def test_report_row():
+    from compiler.report import layer_rows, render_markdown
+
+    rng = np.random.default_rng(4)
+    u = hitnet_like(rng, "gru", steps=6, in_features=8, hidden=8, pe=2, simd=4)
+    m = rnn_model(rng, u, head=True)
+    row = layer_rows(m)[0]
+    assert row["op"] == "GRU (6 steps)" and row["shape"] == "6x8 -> 8"
+    assert row["kernel"] == f"step {u.step_cycles} cycles" and (row["PE"], row["SIMD"]) == (2, 4)
+    assert "GRU (6 steps)" in render_markdown(m)
+
+
+@pytest.mark.slow
+def test_estimate_against_yosys():
+    """One small layer in Yosys (~10 s): the estimate within the fit's spread."""
+    rng = np.random.default_rng(7)
+    u = hitnet_like(rng, "gru", steps=5, in_features=8, hidden=24, pe=1, simd=8)
+    m = rnn_model(rng, u, head=False)
+    got = cost.measure(m)[u.name]
+    est = cost.estimate(m)["layers"][u.name]
+    assert abs(est["lut"] - got["lut"]) <= 0.2 * got["lut"], (est, got)
+    assert abs(est["ff"] - got["ff"]) <= 0.2 * got["ff"], (est, got)
+    assert abs(est["bram36"] - got["bram36"]) <= max(1.0, 0.25 * got["bram36"])
