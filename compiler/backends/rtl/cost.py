@@ -273,18 +273,19 @@ def _pool_unit(layer: MaxPool) -> tuple[float, float]:
 
 RNN_CTL_LUT = 60  # issue counters, state machine, handshakes, the FIFO's control
 RNN_CTL_FF = 40
-# taper_rnn's LUT groups, each scaled as a non-negative least-squares fit against Yosys
-# (synth_xilinx -family xc7 -nodsp, FIFO in front included) on 8 HitNet-like layers (INT4 x
-# and h, UINT3 gates, ternary or INT4 weights; LUT -6 % .. +11 %, FF -12 % .. +17 %):
+# taper_rnn's LUT groups, each scaled by a non-negative least-squares fit against Yosys
+# (synth_xilinx -family xc7 -nodsp, the FIFO in front included) on 9 HitNet-like layers (INT4
+# x and h, UINT3 gates, ternary or INT4 weights; LUT -5 % .. +9 %, FF -12 % .. +17 %):
 #   (Yosys LUT/FF/BRAM36 -> estimate LUT/FF/BRAM36)
-#   LSTM 28 steps x 28 in x 64 hidden, ternary, PE 1 SIMD 1    1084/1245/4  -> 1203/1244/4
-#   the same, PE 4 SIMD 4                                     2515/2149/9  -> 2353/1880/9.5
-#   LSTM 5 x 32 x 32, ternary, PE 8 SIMD 2                    3023/1936/12.5 -> 3071/2274/15.5
-#   LSTM 5 x 12 x 12, INT4 weights, PE 3 SIMD 6               2168/831/6   -> 2175/931/7.5
-#   GRU 6 x 8 x 8, INT4 weights, PE 2 SIMD 4                  1024/501/2.5 -> 1078/466/3
-#   GRU 8 x 16 x 32, ternary, PE 8 SIMD 1                     2178/1496/7.5 -> 2172/1469/8.5
+#   LSTM 28 steps x 28 in x 64 hidden, ternary, PE 1 SIMD 1    1084/1245/4    -> 1178/1244/4
+#   the same, PE 4 SIMD 4                                     2515/2149/9    -> 2386/1880/9.5
+#   the same, PE 8 SIMD 23                                    7911/2723/19.5 -> 7906/2803/21.5
+#   LSTM 5 x 32 x 32, ternary, PE 8 SIMD 2                    3023/1936/12.5 -> 3070/2274/15.5
+#   LSTM 5 x 12 x 12, INT4 weights, PE 3 SIMD 6               2168/831/6     -> 2146/931/7.5
+#   GRU 6 x 8 x 8, INT4 weights, PE 2 SIMD 4                  1024/501/2.5   -> 1067/466/3
+#   GRU 8 x 16 x 32, ternary, PE 8 SIMD 1                     2178/1496/7.5  -> 2172/1469/8.5
 # (block RAMs: the generator's count of 36-bit-wide blocks; Yosys packs wide ROMs 72 wide)
-RNN_LUT = {"ctl": 1.6, "dot": 1.9, "cmp": 1.0, "elem": 1.1}
+RNN_LUT = {"ctl": 1.56, "dot": 2.4, "mul": 1.63, "cmp": 0.96, "elem": 1.04}
 
 
 def _rnn_unit(layer: Recurrent, p: dict, mems: list[Memory]) -> tuple[float, float]:
@@ -302,7 +303,7 @@ def _rnn_unit(layer: Recurrent, p: dict, mems: list[Memory]) -> tuple[float, flo
     cw = max(acc, tb)
     vb = max(ib + 1 + layer.x_shift, hs + layer.h_shift)
     wb = int(p["W_BITS"])
-    prod = acc if int(p["TERNARY"]) else vb * wb + acc
+    mul = 0 if int(p["TERNARY"]) else vb * wb  # a product's partial product bits
     mux = (2 * F * ib + (2 if gru else 1) * H * hs) / 3  # a LUT6 is a 4:1 multiplexer
     lane_mux = pe * nf * hs / 3
     # c (LSTM) and z (GRU), written and read at one unit group's address: distributed RAM
@@ -317,7 +318,8 @@ def _rnn_unit(layer: Recurrent, p: dict, mems: list[Memory]) -> tuple[float, flo
         state_ff = pe * (cs + 2 * gv + ew) + pe * int(p["N_CT"]) * int(p["CT_BITS"])
     groups = {
         "ctl": RNN_CTL_LUT + G.lutram_cells(32, layer.in_width) + mux + lane_mux + ram + H * hs,
-        "dot": pe * simd * prod + pe * acc,
+        "dot": pe * simd * acc + pe * acc,  # an adder (or subtractor) per lane, accumulators
+        "mul": pe * simd * mul,
         "cmp": pe * n * cw / 2,
         "elem": elem,
     }
