@@ -274,18 +274,19 @@ def _pool_unit(layer: MaxPool) -> tuple[float, float]:
 RNN_CTL_LUT = 60  # issue counters, state machine, handshakes, the FIFO's control
 RNN_CTL_FF = 40
 # taper_rnn's LUT groups, each scaled by a non-negative least-squares fit against Yosys
-# (synth_xilinx -family xc7 -nodsp, the FIFO in front included) on 9 HitNet-like layers (INT4
-# x and h, UINT3 gates, ternary or INT4 weights; LUT -5 % .. +9 %, FF -12 % .. +17 %):
+# (synth_xilinx -family xc7 -nodsp, the FIFO in front included) on 10 HitNet-like layers
+# (INT4 x and h, UINT3 gates, ternary or INT4 weights; LUT -4 % .. +14 %, FF -12 % .. +21 %):
 #   (Yosys LUT/FF/BRAM36 -> estimate LUT/FF/BRAM36)
-#   LSTM 28 steps x 28 in x 64 hidden, ternary, PE 1 SIMD 1    1084/1245/4    -> 1178/1244/4
-#   the same, PE 4 SIMD 4                                     2515/2149/9    -> 2386/1880/9.5
-#   the same, PE 8 SIMD 23                                    7911/2723/19.5 -> 7906/2803/21.5
-#   LSTM 5 x 32 x 32, ternary, PE 8 SIMD 2                    3023/1936/12.5 -> 3070/2274/15.5
-#   LSTM 5 x 12 x 12, INT4 weights, PE 3 SIMD 6               2168/831/6     -> 2146/931/7.5
-#   GRU 6 x 8 x 8, INT4 weights, PE 2 SIMD 4                  1024/501/2.5   -> 1067/466/3
-#   GRU 8 x 16 x 32, ternary, PE 8 SIMD 1                     2178/1496/7.5  -> 2172/1469/8.5
+#   LSTM 28 steps x 28 in x 64 hidden, ternary, PE 1 SIMD 1    1090/1250/4     -> 1235/1244/4
+#   the same, PE 4 SIMD 4                                     2408/2149/9     -> 2301/1880/9.5
+#   the same, PE 8 SIMD 23                                    5784/2723/19.5  -> 5611/2803/21.5
+#   the same, PE 16 SIMD 92 (one fold; Yosys: 4.5 min)        24293/3967/66   -> 24382/4804/72
+#   LSTM 5 x 32 x 32, ternary, PE 8 SIMD 2                    2915/1936/12.5  -> 3068/2274/15.5
+#   LSTM 5 x 12 x 12, INT4 weights, PE 3 SIMD 6               2168/831/6      -> 2147/931/7.5
+#   GRU 6 x 8 x 8, INT4 weights, PE 2 SIMD 4                  1024/501/2.5    -> 1071/466/3
+#   GRU 8 x 16 x 32, ternary, PE 8 SIMD 1                     2175/1528/7.5   -> 2201/1469/8.5
 # (block RAMs: the generator's count of 36-bit-wide blocks; Yosys packs wide ROMs 72 wide)
-RNN_LUT = {"ctl": 1.56, "dot": 2.4, "mul": 1.63, "cmp": 0.96, "elem": 1.04}
+RNN_LUT = {"ctl": 1.65, "dot": 1.16, "mul": 2.1, "cmp": 1.33, "elem": 1.14}
 
 
 def _rnn_unit(layer: Recurrent, p: dict, mems: list[Memory]) -> tuple[float, float]:
