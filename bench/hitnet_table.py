@@ -10,8 +10,10 @@ as mean +- spread (half the max - min range) and the per-seed values.
 
     .venv/bin/python bench/hitnet_table.py [--cells lstm gru] [--hidden 64] [--epochs 5]
                                            [--seeds 0 1 2] [--slope 2.0] [--dataset mnist]
+                                           [--bits hidden=2 cell_act=2]
 
-The tensor bits are those of models/mnist_<cell>.yaml (the quantized rows use them all).
+The tensor bits are those of models/mnist_<cell>.yaml (the quantized rows use them all),
+changed by --bits (e.g. ``--bits hidden=2 cell_act=2`` for a ternary hidden state).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def run(cell: str, quantizer: str, slope: float, args, seed: int) -> tuple[float
     base = load_recipe(f"mnist_{cell}").model_dump(mode="json")
     base["name"] = f"bench_{cell}_{quantizer}"
     base["arch"].update(hidden=[args.hidden], quantizer=quantizer, slope=slope)
+    base["arch"]["bits"].update(args.bits)
     base["dataset"]["name"] = args.dataset
     base["train"]["epochs"] = args.epochs
     r = Recipe.model_validate(base)
@@ -58,7 +61,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--slope", type=float, default=2.0)
     ap.add_argument("--dataset", default="mnist", choices=["mnist", "digits"])
+    ap.add_argument("--bits", nargs="*", default=[], metavar="TENSOR=BITS")
     args = ap.parse_args()
+    args.bits = {k: int(v) for k, v in (b.split("=", 1) for b in args.bits)}
     torch.set_num_threads(1)  # the machine's cores are shared; timings comparable
 
     rows = []
@@ -77,7 +82,7 @@ def main() -> None:
     from compiler.qat.recipe import load_recipe
 
     for cell in args.cells:
-        b = load_recipe(f"mnist_{cell}").arch.bits.model_dump()
+        b = {**load_recipe(f"mnist_{cell}").arch.bits.model_dump(), **args.bits}
         if cell == "gru":  # no cell state
             del b["cell"], b["cell_act"]
         bits[cell] = b
