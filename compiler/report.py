@@ -160,8 +160,12 @@ def render_markdown(
         ),
         f"- weight memory {sum(r['weight_bits'] for r in rows):,} bits, threshold memory "
         f"{sum(r['threshold_bits'] for r in rows):,} bits",
-        f"- FINN estimate (total): {_fmt(sum(r['finn_lut'] or 0 for r in rows))} LUT, "
-        f"{_fmt(sum(r['finn_bram18'] or 0 for r in rows))} BRAM18",
+        (
+            f"- FINN estimate (total): {_fmt(sum(r['finn_lut'] or 0 for r in rows))} LUT, "
+            f"{_fmt(sum(r['finn_bram18'] or 0 for r in rows))} BRAM18"
+            if any(r["finn_lut"] is not None for r in rows)
+            else "- FINN estimate: none (FINN does not take this model)"
+        ),
         f"- host input edge: {e.kind} {list(e.in_shape)} -> {e.out_type} x {list(e.shape)}"
         + (f" (scale {e.scale:g}, {e.rounding})" if e.kind == "quant" else ""),
         f"- host output edge: {' -> '.join(s.op for s in m.output_edge.steps) or 'none'}",
