@@ -1,11 +1,25 @@
 """A trained recurrent network (compiler/qat/arch/rnn.py) -> QONNX, time steps unrolled.
 
-The graph follows /work/notes/rnn_graph_contract.md name for name, so that the lowering
-(compiler/frontend/rnn.py) finds every tensor: one Quant node per weight matrix shared by
-all steps, one Quant node per activation per step, power-of-two activation scales fixed by
-the bits. Brevitas' own export cannot unroll a Python loop into this form and qonnx cleanup
-would fold and rename the weight quantizers, so the graph is built with onnx.helper and only
-shape inference runs on it. qonnx's executor runs it (float64 in compiler.references.qonnx).
+The graph is the contract the lowering (compiler/frontend/rnn.py) reads by name:
+
+- input ``x`` (1, 1, T, F) -> Quant ``x_quant`` -> ``xq``; step t's input is Slice(xq, axis 2,
+  [t, t+1)) -> Flatten(axis 1), (1, F);
+- layer l: initializers ``rnn{l}.W`` (I+H, G*H), the quantized values, columns [i|f|o|g]
+  (LSTM) or [r|z] (GRU, with ``rnn{l}.Wn`` (I+H, H) for the candidate), each through one
+  Quant ``rnn{l}.W_quant`` -> ``rnn{l}.Wq`` (per-column scale ``rnn{l}.W.scale`` (1, G*H));
+  biases ``rnn{l}.b`` (``rnn{l}.bn``), the sloping factor ``rnn{l}.slope``; activation
+  Quant nodes whose parameters are ``rnn{l}.{gate,cand,cell,cell_act,hidden}.{scale,
+  zero_point,bits}``, shared by all steps, power-of-two scales fixed by the bits;
+- per step: Concat([x_t, h]) -> MatMul -> Add b -> Mul slope -> Slice gates -> Sigmoid/Tanh
+  -> Quant, then the cell update of arch/rnn.py (t = 0 multiplies x_0 by the x rows only:
+  h_{-1} = 0); step tensors are named ``rnn{l}.t{t}.{i,f,o,g,c,tc,h}`` (LSTM) or
+  ``rnn{l}.t{t}.{r,z,rh,n,h}`` (GRU; no ``rh`` at t = 0);
+- head: ``head.W`` (H, C) -> Quant ``head.W_quant`` -> MatMul -> Add ``head.b`` -> ``y``;
+- metadata ``taper.rnn``: {"version": 1, "cell", "steps", "features", "hidden", "classes"}.
+
+Brevitas' own export cannot unroll a Python loop into this form and qonnx cleanup would fold
+and rename the weight quantizers, so the graph is built with onnx.helper and only shape
+inference runs on it. qonnx's executor runs it (float64 in compiler.references.qonnx).
 """
 
 from __future__ import annotations

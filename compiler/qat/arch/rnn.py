@@ -4,7 +4,7 @@ An image (N, 1, T, F) is read row by row: T time steps of F pixels, quantized by
 input quantizer. Each layer computes its gates from the concatenation [x_t; h_{t-1}] with one
 matrix (columns [i | f | o | g] for an LSTM, [r | z] plus the candidate's own matrix for a
 GRU), with h_{-1} = 0 and c_{-1} = 0, and exactly the dataflow of the export contract
-(/work/notes/rnn_graph_contract.md, compiler/qat/export_rnn.py):
+(compiler/qat/export_rnn.py):
 
   LSTM  i, f, o = Q_gate(sigmoid(s * pre)), g = Q_cand(tanh(s * pre))
         c = Q_cell(f * c + i * g); h = Q_hidden(o * Q_cell_act(tanh(c)))
