@@ -74,8 +74,8 @@ def _conv(i: int, **kw):
 
 BAD = [
     (
-        lambda d: d["arch"].update(type="rnn"),
-        "field 'arch.type': expected 'fc' or 'cnn', got 'rnn'",
+        lambda d: d["arch"].update(type="transformer"),
+        "field 'arch.type': expected 'fc', 'cnn' or 'rnn', got 'transformer'",
     ),
     (_conv(1, kernal=3), "unknown field 'arch.conv.1.kernal'"),
     (lambda d: d["arch"].update(conv=[]), "field 'arch.conv': List should have at least 1 item"),

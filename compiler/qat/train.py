@@ -96,6 +96,17 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 def fit(recipe: Recipe, model: nn.Module, data: Split, epochs: int, seed: int, progress=None):
     """Train ``model`` in place; ``progress(epoch, loss, acc)`` is called after each epoch."""
+    if recipe.arch.type == "rnn":
+        from compiler.qat.study import one_torch_thread
+
+        # a recurrent step is a few small products: torch's thread pool costs more than it
+        # gains (sequential MNIST: 87 s on one thread, > 10 min on two of a busy machine)
+        with one_torch_thread():
+            return _fit(recipe, model, data, epochs, seed, progress)
+    return _fit(recipe, model, data, epochs, seed, progress)
+
+
+def _fit(recipe: Recipe, model: nn.Module, data: Split, epochs: int, seed: int, progress=None):
     cfg = recipe.train
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
