@@ -273,20 +273,72 @@ def _pool_unit(layer: MaxPool) -> tuple[float, float]:
 
 RNN_CTL_LUT = 60  # issue counters, state machine, handshakes, the FIFO's control
 RNN_CTL_FF = 40
-# taper_rnn's LUT groups, each scaled by a non-negative least-squares fit against Yosys
-# (synth_xilinx -family xc7 -nodsp, the FIFO in front included) on 10 HitNet-like layers
-# (INT4 x and h, UINT3 gates, ternary or INT4 weights; LUT -4 % .. +14 %, FF -12 % .. +21 %):
+# taper_rnn's LUT groups, each scaled by a relative non-negative least-squares fit against
+# Yosys (synth_xilinx -family xc7 -nodsp, the FIFO in front included) on 17 layers: 8
+# HitNet-like (INT4 x and h, UINT3 gates, ternary or INT4 weights: v 5 bits wide) and 9 whose
+# v = [x << X_SHIFT; h << H_SHIFT] is 9 to 11 bits (UINT8 x, shifts up to 7; mnist_lstm's
+# rnn0 among them). A ternary lane's LUTs follow v's width (VB), not ACC_BITS: a lane term
+# of PE x SIMD x ACC_BITS got no weight, and the one of PE x SIMD x VB (2.7 LUT a bit: the
+# select of v, ~v or 0 and its share of the adder tree) took it; fitted on v 5 bits wide only,
+# the old model put rnn0 (VB 10) at -30 %. LUT -8 % .. +6 %, FF -12 % .. +21 %.
 #   (Yosys LUT/FF/BRAM36 -> estimate LUT/FF/BRAM36)
-#   LSTM 28 steps x 28 in x 64 hidden, ternary, PE 1 SIMD 1    1090/1250/4     -> 1235/1244/4
-#   the same, PE 4 SIMD 4                                     2408/2149/9     -> 2301/1880/9.5
-#   the same, PE 8 SIMD 23                                    5784/2723/19.5  -> 5611/2803/21.5
-#   the same, PE 16 SIMD 92 (one fold; Yosys: 4.5 min)        24293/3967/66   -> 24382/4804/72
-#   LSTM 5 x 32 x 32, ternary, PE 8 SIMD 2                    2915/1936/12.5  -> 3068/2274/15.5
-#   LSTM 5 x 12 x 12, INT4 weights, PE 3 SIMD 6               2168/831/6      -> 2147/931/7.5
-#   GRU 6 x 8 x 8, INT4 weights, PE 2 SIMD 4                  1024/501/2.5    -> 1071/466/3
-#   GRU 8 x 16 x 32, ternary, PE 8 SIMD 1                     2175/1528/7.5   -> 2201/1469/8.5
+#   LSTM 28 steps x 28 in x 64 hidden, ternary, PE 1 SIMD 1    1090/1250/4     -> 1148/1244/4
+#   the same, PE 4 SIMD 4                                     2408/2149/9     -> 2214/1880/9.5
+#   the same, PE 8 SIMD 23                                    5784/2723/19.5  -> 5620/2803/21.5
+#   the same, PE 16 SIMD 92 (one fold; Yosys: 4.5 min)        24293/3967/66   -> 25190/4804/72.5
+#   the same, UINT8 x, H_SHIFT 7 (VB 11), PE 8 SIMD 23        9508/3493/23.5  -> 9071/3597/26
+#   the same, INT4 x, X_SHIFT 4 (VB 9), PE 4 SIMD 46          6492/2565/14    -> 6501/2346/14.5
+#   mnist_lstm's rnn0 (UINT8 x, INT3 h, H_SHIFT 7: VB 10,
+#     ACC_BITS 16), PE 16 SIMD 92                             43466/3658/47.5 -> 43492/3808/53
+#   the same, PE 8 SIMD 23                                    7257/2316/9     -> 7352/2206/12
+#   the same, PE 2 SIMD 92                                    6463/2475/6.5   -> 6135/2212/7.5
+#   LSTM 5 x 32 x 32, ternary, PE 8 SIMD 2                    2915/1936/12.5  -> 3001/2274/15.5
+#   LSTM 5 x 12 x 12, INT4 weights, PE 3 SIMD 6               2168/831/6      -> 2109/931/7.5
+#   the same, UINT8 x, H_SHIFT 4 (VB 9)                       3085/1051/7     -> 3063/1186/9
+#   GRU 6 x 8 x 8, INT4 weights, PE 2 SIMD 4                  1024/501/2.5    -> 1063/466/3
+#   GRU 8 x 16 x 32, ternary, PE 8 SIMD 1                     2175/1528/7.5   -> 2208/1469/8.5
+#   the same, UINT8 x, H_SHIFT 5 (VB 9), PE 8 SIMD 16         5415/1988/12.5  -> 5569/2096/16
+#   the same, UINT8 x, H_SHIFT 5, PE 2 SIMD 4                 1343/1268/3     -> 1268/1130/3.5
 # (block RAMs: the generator's count of 36-bit-wide blocks; Yosys packs wide ROMs 72 wide)
-RNN_LUT = {"ctl": 1.65, "dot": 1.16, "mul": 2.1, "cmp": 1.33, "elem": 1.14}
+RNN_LUT = {"ctl": 1.5, "lane": 2.68, "acc": 5.93, "mul": 2.73, "cmp": 0.56, "elem": 1.01}
+
+
+def rnn_v_bits(layer: Recurrent, p: dict) -> int:
+    """taper_rnn's VB: an element of v = [x << X_SHIFT; h << H_SHIFT] as a signed value."""
+    return max(int(p["IN_BITS"]) + 1 + layer.x_shift, int(p["HS_BITS"]) + layer.h_shift)
+
+
+def rnn_lut_groups(layer: Recurrent, p: dict) -> dict[str, float]:
+    """taper_rnn's LUT groups (names as RNN_LUT), each counted from its RTL."""
+    pe, simd, H, F = layer.pe, layer.simd, layer.hidden, layer.in_features
+    nf = H // pe
+    gru = layer.cell == "gru"
+    ib, hs, gv, acc = (int(p[k]) for k in ("IN_BITS", "HS_BITS", "GV_BITS", "ACC_BITS"))
+    n, tb, ew = int(p["N_THRESH"]), int(p["T_BITS"]), int(p["EW"])
+    cw = max(acc, tb)
+    vb = rnn_v_bits(layer, p)
+    ternary = int(p["TERNARY"])
+    mul = 0 if ternary else vb * int(p["W_BITS"])  # a product's partial product bits
+    mux = (2 * F * ib + (2 if gru else 1) * H * hs) / 3  # a LUT6 is a 4:1 multiplexer
+    lane_mux = pe * nf * hs / 3
+    # c (LSTM) and z (GRU), written and read at one unit group's address: distributed RAM
+    if gru:
+        ram = G.lutram_cells(nf, pe * gv)
+        elem = pe * (gv * hs + 2 * gv * max(gv, hs) + 6 * ew)
+    else:
+        cs = int(p["CS_BITS"])
+        ram = G.lutram_cells(nf, pe * cs)
+        elem = pe * (gv * cs + gv * gv + gv * 4 + 6 * ew + cs * int(p["N_CT"]))
+    return {
+        "ctl": RNN_CTL_LUT + G.lutram_cells(32, layer.in_width) + mux + lane_mux + ram + H * hs,
+        # a ternary lane: v, ~v or 0 and its adder in the tree, per bit of v (Yosys narrows
+        # the tree's ACC_BITS-wide adders to their operands': the width of v, not ACC_BITS)
+        "lane": pe * simd * vb * ternary,
+        "acc": pe * acc,  # per PE: the tree's root, the -1s' count, the accumulator
+        "mul": pe * simd * mul,
+        "cmp": pe * n * cw / 2,
+        "elem": elem,
+    }
 
 
 def _rnn_unit(layer: Recurrent, p: dict, mems: list[Memory]) -> tuple[float, float]:
@@ -297,33 +349,16 @@ def _rnn_unit(layer: Recurrent, p: dict, mems: list[Memory]) -> tuple[float, flo
     the memories in LUTs. Flip-flops: the x buffers, h (three copies: h_{t-1}, h_t, the
     output), c or rh and z, and the pipeline registers."""
     pe, simd, H, F = layer.pe, layer.simd, layer.hidden, layer.in_features
-    nf = H // pe
     gru = layer.cell == "gru"
     ib, hs, gv, acc = (int(p[k]) for k in ("IN_BITS", "HS_BITS", "GV_BITS", "ACC_BITS"))
-    n, tb, ew = int(p["N_THRESH"]), int(p["T_BITS"]), int(p["EW"])
-    cw = max(acc, tb)
-    vb = max(ib + 1 + layer.x_shift, hs + layer.h_shift)
-    wb = int(p["W_BITS"])
-    mul = 0 if int(p["TERNARY"]) else vb * wb  # a product's partial product bits
-    mux = (2 * F * ib + (2 if gru else 1) * H * hs) / 3  # a LUT6 is a 4:1 multiplexer
-    lane_mux = pe * nf * hs / 3
-    # c (LSTM) and z (GRU), written and read at one unit group's address: distributed RAM
+    n, tb = int(p["N_THRESH"]), int(p["T_BITS"])
+    vb = rnn_v_bits(layer, p)
     if gru:
-        ram = G.lutram_cells(nf, pe * gv)
-        elem = pe * (gv * hs + 2 * gv * max(gv, hs) + 6 * ew)
         state_ff = H * hs
     else:
-        cs = int(p["CS_BITS"])
-        ram = G.lutram_cells(nf, pe * cs)
-        elem = pe * (gv * cs + gv * gv + gv * 4 + 6 * ew + cs * int(p["N_CT"]))
+        cs, ew = int(p["CS_BITS"]), int(p["EW"])
         state_ff = pe * (cs + 2 * gv + ew) + pe * int(p["N_CT"]) * int(p["CT_BITS"])
-    groups = {
-        "ctl": RNN_CTL_LUT + G.lutram_cells(32, layer.in_width) + mux + lane_mux + ram + H * hs,
-        "dot": pe * simd * acc + pe * acc,  # an adder (or subtractor) per lane, accumulators
-        "mul": pe * simd * mul,
-        "cmp": pe * n * cw / 2,
-        "elem": elem,
-    }
+    groups = rnn_lut_groups(layer, p)
     lut = sum(RNN_LUT[k] * v for k, v in groups.items()) + sum(m.lut for m in mems)
     w_logic = sum(m.width for m in mems if m.name == "W_STYLE" and m.style == "logic")
     t_logic = any(m.name == "T_STYLE" and m.style == "logic" for m in mems)
