@@ -155,3 +155,65 @@ def test_random_cell_is_bit_exact_against_brevitas_qonnx_and_rtl(tmp_path_factor
     ref = np.round(output_to_int(m, predict(model, x)))
     assert np.array_equal(ours, ref), spec
     assert ir.load(d / "hw") == m
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def _edited_export(tmp_path, edit):
+    """A small random network's export, then ``edit(onnx ModelProto)`` applied."""
+    import onnx
+    from onnx import numpy_helper
+
+    from compiler.qat.export_rnn import export_rnn
+
+    model, _, _ = random_rnn_network(7)
+    path = tmp_path / "rnn.onnx"
+    export_rnn(model, path)
+    proto = onnx.load(str(path))
+    inits = {t.name: t for t in proto.graph.initializer}
+    edit(proto, inits, numpy_helper)
+    onnx.save(proto, str(path))
+    return path
+
+
+def _set(name, value):
+    def edit(proto, inits, nh):
+        inits[name].CopyFrom(nh.from_array(np.asarray(value, dtype=np.float32), name))
+
+    return edit
+
+
+def _meta(value):
+    def edit(proto, inits, nh):
+        next(p for p in proto.metadata_props if p.key == "taper.rnn").value = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (
+            _set("rnn0.hidden.scale", 0.3),
+            "rnn0.hidden: scale [0.30000001192092896] is not one power of two",
+        ),
+        (_set("rnn0.slope", -1.0), "layer rnn0: slope -1.0, expected a positive number"),
+        (_meta("[1, 2]"), "metadata taper.rnn: not a JSON object"),
+        (_meta('{"cell": "rnn"}'), "metadata taper.rnn: expected cell, steps, features"),
+    ],
+)
+def test_a_bad_rnn_graph_is_one_line_exit_2_nothing_written(tmp_path, taper, edit, message):
+    path = _edited_export(tmp_path, edit)
+    r = taper("compile", path, "--out", tmp_path / "hw")
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "hw" / "ir.json").exists()
+
+
+def test_hls4ml_refuses_a_recurrent_model_in_one_line(tmp_path, taper):
+    path = _edited_export(tmp_path, lambda *a: None)
+    r = taper("compile", path, "--out", tmp_path / "hw", "--backend", "hls4ml")
+    assert r.returncode == 2, r.stderr
+    assert "a recurrent network: hls4ml's LSTM/GRU take float Keras/PyTorch layers" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

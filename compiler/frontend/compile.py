@@ -296,9 +296,12 @@ def _lower_rnn(build: Path, stage: Path, o: LowerOptions, rec: FrontendRecord) -
             )
         for i, x in enumerate(layers):
             f = cfg.get(x.name, {})
-            if not isinstance(f, dict) or set(f) - {"PE", "SIMD"}:
-                raise TaperError(f'{o.folding}: {x.name}: expected {{"PE": n, "SIMD": n}}')
-            layers[i] = dataclasses.replace(x, pe=int(f.get("PE", 1)), simd=int(f.get("SIMD", 1)))
+            lanes = [f.get(k, 1) for k in ("PE", "SIMD")] if isinstance(f, dict) else []
+            if set(f) - {"PE", "SIMD"} or not all(type(v) is int and v >= 1 for v in lanes):
+                raise TaperError(
+                    f'{o.folding}: {x.name}: expected {{"PE": n, "SIMD": n}} with n >= 1'
+                )
+            layers[i] = dataclasses.replace(x, pe=lanes[0], simd=lanes[1])
         how = f"folding {Path(o.folding).name}"
     else:
         probe = ir.Model(

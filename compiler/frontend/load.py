@@ -54,7 +54,7 @@ def load_qonnx(path: Path):
         )
     from compiler.frontend.rnn import rnn_meta
 
-    if rnn_meta(proto) is not None:
+    if rnn_meta(proto, str(path)) is not None:
         # a taper RNN export: its tensor names are the lowering's contract, and qonnx's
         # cleanup would rename them and fold the weight quantizers
         return ModelWrapper(proto)

@@ -26,14 +26,16 @@ RNN_KEY = "taper.rnn"
 GATES = {"lstm": 4, "gru": 3}
 
 
-def rnn_meta(proto) -> dict | None:
+def rnn_meta(proto, where: str = "") -> dict | None:
     """The ``taper.rnn`` metadata of an ONNX ModelProto (None: not a taper RNN export)."""
     for p in proto.metadata_props:
         if p.key == RNN_KEY:
             try:
                 meta = json.loads(p.value)
             except json.JSONDecodeError:
-                raise TaperError(f"metadata {RNN_KEY}: not valid JSON") from None
+                meta = None
+            if not isinstance(meta, dict):
+                raise TaperError(f"{where or 'model'}: metadata {RNN_KEY}: not a JSON object")
             return meta
     return None
 
@@ -65,7 +67,9 @@ class _Quant:
         """log2 of a scalar power-of-two scale."""
         s = float(np.asarray(self.scale).reshape(-1)[0])
         if np.asarray(self.scale).size != 1 or s <= 0 or 2.0 ** round(math.log2(s)) != s:
-            raise TaperError(f"{where}: scale {self.scale.tolist()} is not one power of two")
+            raise TaperError(
+                f"{where}: scale {np.asarray(self.scale).reshape(-1).tolist()} is not one power of two"
+            )
         return round(math.log2(s))
 
     def levels(self, v: np.ndarray) -> np.ndarray:
@@ -200,7 +204,7 @@ def lower_rnn(model, source: str) -> tuple[InputEdge, list[Layer], OutputEdge]:
     if math.prod(edge.in_shape) != steps * feats:
         raise TaperError(f"{source}: input {in_shape}, expected {steps} steps of {feats}")
     layers: list[Layer] = []
-    x_type, x_exp, x_lo, x_hi = xq.type, xq.exp("x_quant"), xq.qmin, xq.qmax
+    x_type, x_exp, x_lo, x_hi = xq.type, xq.exp(f"{source}: x_quant"), xq.qmin, xq.qmax
     tensor = "x"
     for li, h in enumerate(hidden):
         p = f"rnn{li}"
@@ -270,7 +274,11 @@ def _recurrent(
             f"{src}: expected an unsigned gate quantizer and signed narrow hidden and candidate "
             "quantizers"
         )
-    h_exp, g_exp, c_exp = hq.exp(f"{p}.hidden"), gq.exp(f"{p}.gate"), cq.exp(f"{p}.cand")
+    h_exp, g_exp, c_exp = (
+        hq.exp(f"{g.source}: {p}.hidden"),
+        gq.exp(f"{g.source}: {p}.gate"),
+        cq.exp(f"{g.source}: {p}.cand"),
+    )
     if g_exp > 0:
         raise TaperError(f"{src}: gate scale above 1")
     x_shift, h_shift = _exact_shift(x_exp, h_exp)
@@ -320,7 +328,7 @@ def _recurrent(
         cell_q, act_q = g.quant(f"{p}.cell"), g.quant(f"{p}.cell_act")
         if not (cell_q.signed and act_q.signed and act_q.narrow):
             raise TaperError(f"{src}: expected signed cell and signed narrow cell_act quantizers")
-        ce, ae = cell_q.exp(f"{p}.cell"), act_q.exp(f"{p}.cell_act")
+        ce, ae = cell_q.exp(f"{g.source}: {p}.cell"), act_q.exp(f"{g.source}: {p}.cell_act")
         cv = np.arange(cell_q.qmin, cell_q.qmax + 1)
         lv = act_q.levels(np.tanh(cv * 2.0**ce))
         a_lo, a_hi = int(lv.min()), max(int(lv.max()), int(lv.min()) + 1)
