@@ -9,21 +9,19 @@ by hw/tb/taper_stream_tb.cpp; the build is cached by content like the generator'
 from __future__ import annotations
 
 import itertools
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import stream_units
+from stream_units import build, patterns, select_top
 
-from compiler.backends.rtl import simulate
 from compiler.ir import IntType, MaxPool, SlidingWindow
 from compiler.sim import cycles
-from compiler.sim.patterns import READY, VALID, Pattern
 
 ROOT = Path(__file__).resolve().parents[1]
 RTL = ROOT / "hw" / "rtl"
-TB = ROOT / "hw" / "tb" / "taper_stream_tb.cpp"
 FRAMES = 3
 
 
@@ -135,55 +133,16 @@ POOLS = [
 UNITS = SWGS + POOLS
 
 
-def wrapper(units: list) -> str:
-    iw = max(u.simd * u.bits for u in units)
-    lines = [
-        "module cnn_top (",
-        "    input logic clk, input logic rst_n, input logic [7:0] sel,",
-        f"    input logic [{iw - 1}:0] s_tdata, input logic s_tvalid, output logic s_tready,",
-        f"    output logic [{iw - 1}:0] m_tdata, output logic m_tvalid, input logic m_tready",
-        ");",
-    ]
-    mux = []
-    for i, u in enumerate(units):
-        w = u.simd * u.bits
-        lines += [
-            f"    logic [{w - 1}:0] m{i}; logic v{i}, r{i};",
-            f"    {u.verilog()} u{i} (.clk(clk), .rst_n(rst_n), .s_tdata(s_tdata[{w - 1}:0]),",
-            f"        .s_tvalid(s_tvalid && sel == 8'd{i}), .s_tready(r{i}), .m_tdata(m{i}),",
-            f"        .m_tvalid(v{i}), .m_tready(m_tready && sel == 8'd{i}));",
-        ]
-        mux.append(
-            f"            8'd{i}: begin s_tready = r{i}; m_tvalid = v{i}; "
-            f"m_tdata = {iw}'(m{i}); end"
-        )
-    lines += [
-        "    always_comb begin",
-        "        s_tready = 1'b0; m_tvalid = 1'b0; m_tdata = '0;",
-        "        case (sel)",
-        *mux,
-        "            default: ;",
-        "        endcase",
-        "    end",
-        "endmodule",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("cnn_rtl_src")
     for f in ("taper_swg.sv", "taper_maxpool.sv"):
         (src / f).write_bytes((RTL / f).read_bytes())
-    (src / "cnn_top.sv").write_text(wrapper(UNITS))
-    cache = simulate.DEFAULT_CACHE
-    d = cache / simulate.content_key(src, TB, b"cnn_rtl")
-    exe = d / "obj" / "Vtb"
-    if not exe.is_file():
-        with simulate.cache_entry(cache, d.name, src, "cnn_top", TB) as stage:
-            files = ["taper_swg.sv", "taper_maxpool.sv", "cnn_top.sv", TB.name]
-            simulate.verilate(stage, "cnn_top", files, "Vtb", "verilator build", cache)
-    return exe
+    (src / "cnn_top.sv").write_text(
+        select_top("cnn_top", [(u.verilog(), u.simd * u.bits, u.simd * u.bits) for u in UNITS])
+    )
+    files = ["taper_swg.sv", "taper_maxpool.sv", "cnn_top.sv"]
+    return build(src, "cnn_top", files, b"cnn_rtl")
 
 
 def pack(codes: np.ndarray, lanes: int, bits: int) -> list[int]:
@@ -194,26 +153,8 @@ def pack(codes: np.ndarray, lanes: int, bits: int) -> list[int]:
 
 def drive(exe: Path, tmp: Path, sel: int, words: list[int], n_out: int, stall: int, seed: int):
     """Run unit `sel`: returns (input handshake cycles, [(cycle, word)] of the output)."""
-    fin, fout = tmp / f"in{sel}_{seed}.hex", tmp / f"out{sel}_{seed}.txt"
-    fin.write_text("".join(f"{w:x}\n" for w in words))
-    valid = f"r:{stall}:{seed}:0" if stall else "1"
-    ready = f"r:{stall}:{seed}:1" if stall else "1"
     budget = 100 * (len(words) + n_out) + 1000
-    r = subprocess.run(
-        [str(exe), fin, fout, str(budget), str(sel), str(n_out), valid, ready, "40"],
-        capture_output=True,
-        text=True,
-        cwd=exe.parent,
-    )
-    assert r.returncode == 0, r.stderr
-    ins, outs = [], []
-    for rec in fout.read_text().splitlines():
-        p = rec.split()
-        if p[0] == "I":
-            ins.append(int(p[1]))
-        else:
-            outs.append((int(p[1]), int(p[2], 16)))
-    return ins, outs
+    return stream_units.drive(exe, tmp, sel, words, n_out, stall, seed, budget, exe.parent)
 
 
 def swg_reference(u: SWG, x: np.ndarray) -> np.ndarray:
@@ -239,16 +180,8 @@ def swg_reference_strided(u: SWG, x: np.ndarray) -> np.ndarray:
 def model_cycles(u, n_in: int, n_out: int, stall: int, seed: int):
     """The cycle model's handshakes of the first n_in input and n_out output words, under
     the patterns `drive` gives the testbench."""
-    p = (
-        {
-            "in_valid": Pattern.random(stall, seed, VALID),
-            "out_ready": Pattern.random(stall, seed, READY),
-        }
-        if stall
-        else {}
-    )
     lines = getattr(u, "lines_param", 0)
-    ins, outs = cycles.run_unit(u.layer(), n_in, n_out, lines=lines, **p)
+    ins, outs = cycles.run_unit(u.layer(), n_in, n_out, lines=lines, **patterns(stall, seed))
     return ins.tolist(), outs.tolist()
 
 

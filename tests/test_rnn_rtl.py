@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+import stream_units
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rnn_models import hitnet_like, random_rnn, rnn_inputs, rnn_model
+from stream_units import build, patterns, select_top
 
 from compiler.backends.rtl import cost, simulate
 from compiler.backends.rtl import generate as G
@@ -30,8 +31,6 @@ from compiler.sim import bitexact, cycles
 from compiler.sim.fifo_sizing import size_fifos
 from compiler.sim.patterns import READY, VALID, Pattern
 
-ROOT = Path(__file__).resolve().parents[1]
-TB = ROOT / "hw" / "tb" / "taper_stream_tb.cpp"
 FRAMES = 4
 STALLS = [(0, 0), (30, 1), (70, 2)]
 # each example builds one model in Verilator (~5 s): 3 in CI; more for a longer search
@@ -68,42 +67,6 @@ def _verilog(u: Recurrent) -> str:
     return "taper_rnn #(" + ", ".join(f".{k}({v})" for k, v in p.items()) + ")"
 
 
-def _wrapper(units: list[Recurrent]) -> str:
-    iw = max(u.input_type.bits for u in units)
-    ow = max(u.out_type.bits for u in units)
-    lines = [
-        "module rnn_top (",
-        "    input logic clk, input logic rst_n, input logic [7:0] sel,",
-        f"    input logic [{iw - 1}:0] s_tdata, input logic s_tvalid, output logic s_tready,",
-        f"    output logic [{ow - 1}:0] m_tdata, output logic m_tvalid, input logic m_tready",
-        ");",
-    ]
-    mux = []
-    for i, u in enumerate(units):
-        b, o = u.input_type.bits, u.out_type.bits
-        lines += [
-            f"    logic [{o - 1}:0] m{i}; logic v{i}, r{i};",
-            f"    {_verilog(u)} u{i} (.clk(clk), .rst_n(rst_n), .s_tdata(s_tdata[{b - 1}:0]),",
-            f"        .s_tvalid(s_tvalid && sel == 8'd{i}), .s_tready(r{i}), .m_tdata(m{i}),",
-            f"        .m_tvalid(v{i}), .m_tready(m_tready && sel == 8'd{i}));",
-        ]
-        mux.append(
-            f"            8'd{i}: begin s_tready = r{i}; m_tvalid = v{i}; "
-            f"m_tdata = {ow}'(m{i}); end"
-        )
-    lines += [
-        "    always_comb begin",
-        "        s_tready = 1'b0; m_tvalid = 1'b0; m_tdata = '0;",
-        "        case (sel)",
-        *mux,
-        "            default: ;",
-        "        endcase",
-        "    end",
-        "endmodule",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("rnn_rtl_src")
@@ -112,40 +75,17 @@ def binary(tmp_path_factory) -> Path:
         p = G.rnn_params(u, "")
         for mem, words in G.MODULES["recurrent"].memories(u, p).items():
             (src / f"{u.name}_{mem}.mem").write_text("\n".join(words) + "\n")
-    (src / "rnn_top.sv").write_text(_wrapper(UNITS))
-    cache = simulate.DEFAULT_CACHE
-    d = cache / simulate.content_key(src, TB, b"rnn_rtl")
-    exe = d / "obj" / "Vtb"
-    if not exe.is_file():
-        with simulate.cache_entry(cache, d.name, src, "rnn_top", TB) as stage:
-            files = ["taper_rnn.sv", "rnn_top.sv", TB.name]
-            simulate.verilate(stage, "rnn_top", files, "Vtb", "verilator build", cache)
-    return exe
+    units = [(_verilog(u), u.input_type.bits, u.out_type.bits) for u in UNITS]
+    (src / "rnn_top.sv").write_text(select_top("rnn_top", units))
+    return build(src, "rnn_top", ["taper_rnn.sv", "rnn_top.sv"], b"rnn_rtl")
 
 
 def _drive(exe: Path, tmp: Path, sel: int, words: list[int], n_out: int, stall: int, seed: int):
     """Unit `sel` alone: (input handshake cycles, [(cycle, word)] of the output)."""
-    fin, fout = tmp / f"in{sel}_{seed}.hex", tmp / f"out{sel}_{seed}.txt"
-    fin.write_text("".join(f"{w:x}\n" for w in words))
-    valid = f"r:{stall}:{seed}:0" if stall else "1"
-    ready = f"r:{stall}:{seed}:1" if stall else "1"
-    u = UNITS[sel]
-    budget = 10 * (FRAMES + 1) * u.cycles * (4 if stall else 1) + 2000
-    r = subprocess.run(
-        [str(exe), fin, fout, str(budget), str(sel), str(n_out), valid, ready, "40"],
-        capture_output=True,
-        text=True,
-        cwd=exe.parent.parent,  # the memory files
-    )
-    assert r.returncode == 0, r.stderr
-    ins, outs = [], []
-    for rec in fout.read_text().splitlines():
-        p = rec.split()
-        if p[0] == "I":
-            ins.append(int(p[1]))
-        else:
-            outs.append((int(p[1]), int(p[2], 16)))
-    return ins, outs
+    budget = 10 * (FRAMES + 1) * UNITS[sel].cycles * (4 if stall else 1) + 2000
+    # the memory files lie beside the sources, above the binary's directory
+    cwd = exe.parent.parent
+    return stream_units.drive(exe, tmp, sel, words, n_out, stall, seed, budget, cwd)
 
 
 @pytest.mark.parametrize("i", range(len(UNITS)), ids=[f"{u.cell}{i}" for i, u in enumerate(UNITS)])
@@ -162,15 +102,7 @@ def test_unit_bit_exact_and_every_handshake(binary, tmp_path, i):
         got = G.decode(np.array([w for _, w in outs]), u.out_type)
         np.testing.assert_array_equal(got.reshape(FRAMES, out_words), want, err_msg=f"{stall}")
         assert len(ins) == len(words)
-        p = (
-            {
-                "in_valid": Pattern.random(stall, seed, VALID),
-                "out_ready": Pattern.random(stall, seed, READY),
-            }
-            if stall
-            else {}
-        )
-        c_in, c_out = cycles.run_unit(u, len(ins), len(outs), **p)
+        c_in, c_out = cycles.run_unit(u, len(ins), len(outs), **patterns(stall, seed))
         assert c_in.tolist() == ins, f"stall {stall}: input handshakes"
         assert c_out.tolist() == [c for c, _ in outs], f"stall {stall}: output handshakes"
         if stall == 0:  # frames back to back: the layer's cycles per frame
