@@ -101,11 +101,11 @@ class _Graph:
         )
         return f"{name}q"
 
-    def cols(self, x: str, start: int, end: int, out: str) -> str:
-        """Columns [start, end) of a (1, K) tensor."""
+    def cols(self, x: str, start: int, end: int, out: str, axis: int = 1) -> str:
+        """Columns [start, end) of a (1, K) tensor (rows of a matrix with ``axis=0``)."""
         s = self.const_i64(f"{out}.starts", [start])
         e = self.const_i64(f"{out}.ends", [end])
-        a = self.const_i64(f"{out}.axes", [1])
+        a = self.const_i64(f"{out}.axes", [axis])
         return self.op("Slice", [x, s, e, a], out)
 
 
@@ -199,31 +199,13 @@ def _layer(g: _Graph, li: int, layer, xs: list[str], bits, cell: str) -> list[st
     g.init(f"{p}b", layer.b.detach().double().numpy())
     g.init(f"{p}slope", np.float32(layer.slope))
     # t = 0: h_{-1} = 0, so only the x rows of each matrix (the contract's shortcut)
-    wx = g.op(
-        "Slice",
-        [
-            wq,
-            g.const_i64(f"{p}Wq.x.starts", [0]),
-            g.const_i64(f"{p}Wq.x.ends", [n_in]),
-            g.const_i64(f"{p}Wq.x.axes", [0]),
-        ],
-        f"{p}Wq.x",
-    )
+    wx = g.cols(wq, 0, n_in, f"{p}Wq.x", axis=0)
     if cell == "gru":
         wn, nscale = weights["Wn"]
         _check_weights(f"{p}Wn", wn, nscale, bits.weight)
         wnq = g.weight(f"{p}Wn", wn, nscale, bits.weight)
         g.init(f"{p}bn", layer.bn.detach().double().numpy())
-        wnx = g.op(
-            "Slice",
-            [
-                wnq,
-                g.const_i64(f"{p}Wnq.x.starts", [0]),
-                g.const_i64(f"{p}Wnq.x.ends", [n_in]),
-                g.const_i64(f"{p}Wnq.x.axes", [0]),
-            ],
-            f"{p}Wnq.x",
-        )
+        wnx = g.cols(wnq, 0, n_in, f"{p}Wnq.x", axis=0)
     gate, cand, hidden = gate_spec(bits.gate), tanh_spec(bits.cand), tanh_spec(bits.hidden)
     h = c = None
     hs = []
