@@ -9,7 +9,7 @@ import numpy as np
 from compiler.errors import TaperError
 from compiler.frontend.load import describe
 from compiler.ir.model import FIFO, Layer, MatVec, MaxPool, SlidingWindow, Thresholding
-from compiler.ir.types import IntType
+from compiler.ir.types import IntType, sum_range
 
 
 def sanitize(name: str) -> str:
@@ -29,11 +29,8 @@ def accumulator_type(weights: np.ndarray, input_type: IntType, xnor: bool) -> In
     """The narrowest type that holds every possible accumulator value of ``W @ x``."""
     if xnor:
         return IntType.for_range(0, weights.shape[1])
-    w = weights.astype(np.int64)
-    a, b = w * input_type.min, w * input_type.max
-    hi = np.maximum(a, b).sum(axis=1).max()
-    lo = np.minimum(a, b).sum(axis=1).min()
-    return IntType.for_range(min(lo, 0), max(hi, 0))
+    lo, hi = sum_range(weights.astype(np.int64), input_type.min, input_type.max)
+    return IntType.for_range(min(lo.min(), 0), max(hi.max(), 0))
 
 
 def base_op(node) -> str:

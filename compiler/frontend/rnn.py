@@ -20,7 +20,7 @@ import numpy as np
 
 from compiler.errors import TaperError
 from compiler.ir.model import FloatStep, InputEdge, Layer, MatVec, OutputEdge, Recurrent
-from compiler.ir.types import IntType
+from compiler.ir.types import IntType, sum_range
 
 RNN_KEY = "taper.rnn"
 GATES = {"lstm": 4, "gru": 3}
@@ -139,12 +139,6 @@ def _exact_shift(a: int, b: int) -> tuple[int, int]:
     return a - m, b - m
 
 
-def _rows_range(w: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the least and greatest of ``w @ v`` for v elementwise in [lo, hi]."""
-    a, b = w * lo[None, :], w * hi[None, :]
-    return np.minimum(a, b).sum(axis=1), np.maximum(a, b).sum(axis=1)
-
-
 def thresholds_of(fn, lo: np.ndarray, hi: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
     """Per row r, thresholds T[r, k] (k = 1 .. qmax - qmin) of a non-decreasing integer
     function ``fn(r_index, acc) -> level`` on integers acc in [lo[r], hi[r]]: T[r, k] is the
@@ -226,7 +220,7 @@ def lower_rnn(model, source: str) -> tuple[InputEdge, list[Layer], OutputEdge]:
         x_type, x_exp, x_lo, x_hi = layer.out_type, layer.h_exp, layer.h_min, layer.h_max
     # the head: logits = (h @ Wq) + b = (alpha * 2**h_exp) * acc + b
     w, alpha, wq = g.weights("head.W", hidden[-1], classes)
-    lo, hi = _rows_range(w, np.full(w.shape[1], x_lo), np.full(w.shape[1], x_hi))
+    lo, hi = sum_range(w, x_lo, x_hi)
     acc = IntType.for_range(min(lo.min(), 0), max(hi.max(), 0))
     layers.append(
         MatVec(
@@ -299,7 +293,7 @@ def _recurrent(
     # ranges of v = [x << x_shift; h << h_shift] (GRU candidate: rh in h's range)
     v_lo = np.concatenate([np.full(n_in, x_lo << x_shift), np.full(h, hq.qmin << h_shift)])
     v_hi = np.concatenate([np.full(n_in, x_hi << x_shift), np.full(h, hq.qmax << h_shift)])
-    lo, hi = _rows_range(w, v_lo, v_hi)
+    lo, hi = sum_range(w, v_lo, v_hi)
     step = alpha * 2.0**base  # the float value of one accumulator unit, per row
     sig_rows = (gates - 1) * h
 

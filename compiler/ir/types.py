@@ -76,3 +76,11 @@ class IntType:
         if self.bipolar:
             return bool(np.all((a == -1) | (a == 1)))
         return bool(a.size == 0 or (a.min() >= self.min and a.max() <= self.max))
+
+
+def sum_range(w: np.ndarray, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``w``, the least and greatest of ``w @ v`` over every v with
+    ``lo <= v <= hi`` elementwise (scalars or one bound per column), in ``w``'s dtype
+    (object arrays: Python integers, never wrapping)."""
+    a, b = w * lo, w * hi
+    return np.minimum(a, b).sum(axis=1), np.maximum(a, b).sum(axis=1)

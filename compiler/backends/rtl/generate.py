@@ -27,7 +27,7 @@ from compiler.ir.model import (
     SlidingWindow,
     Thresholding,
 )
-from compiler.ir.types import IntType
+from compiler.ir.types import IntType, sum_range
 
 LIBRARY = Path(str(files("compiler.hw"))) / "rtl"
 LIBRARY_FILES = (
@@ -433,9 +433,7 @@ def _rnn_acc_range(layer: Recurrent) -> tuple[int, int]:
     lo_v = [it.min << layer.x_shift] * F + [min(layer.h_min, 0) << layer.h_shift] * layer.hidden
     hi_v = [it.max << layer.x_shift] * F + [max(layer.h_max, 0) << layer.h_shift] * layer.hidden
     w = layer.weights.astype(object)
-    a, b = w * np.array(lo_v, dtype=object), w * np.array(hi_v, dtype=object)
-    lo = np.minimum(a, b).sum(axis=1)
-    hi = np.maximum(a, b).sum(axis=1)
+    lo, hi = sum_range(w, np.array(lo_v, dtype=object), np.array(hi_v, dtype=object))
     return int(min(lo.min(), 0)), int(max(hi.max(), 0))
 
 
