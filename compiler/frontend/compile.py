@@ -254,6 +254,20 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
         source=src,
         estimates=_layer_estimates(est, group_nodes(chain.graph.node)),
     )
+    _estimate_and_check(m, how, src)
+    if len(rec.hw_outputs) != len(m.layers):
+        raise TaperError(
+            f"{src}: {len(m.layers)} hardware layers, but the front end found "
+            f"{len(rec.hw_outputs)} HW nodes"
+        )
+    (stage / B.LOWERED_DIR).mkdir()
+    ir.save(m, stage / B.LOWERED_DIR)
+    return m
+
+
+def _estimate_and_check(m: ir.Model, how: str, src: str) -> None:
+    """taper's cost-model estimate per layer into ``m.estimates`` (beside FINN's), the
+    folding note, and the IR's consistency check (a one-line error naming the model)."""
     ours = taper_estimate(m)
     for layer in m.layers:
         e = ours["layers"][layer.name]
@@ -265,14 +279,6 @@ def run_lower(build: Path, stage: Path, o: LowerOptions) -> ir.Model:
         m.check()
     except ValueError as e:
         raise TaperError(f"{src}: {e}") from None
-    if len(rec.hw_outputs) != len(m.layers):
-        raise TaperError(
-            f"{src}: {len(m.layers)} hardware layers, but the front end found "
-            f"{len(rec.hw_outputs)} HW nodes"
-        )
-    (stage / B.LOWERED_DIR).mkdir()
-    ir.save(m, stage / B.LOWERED_DIR)
-    return m
 
 
 def _lower_rnn(build: Path, stage: Path, o: LowerOptions, rec: FrontendRecord) -> ir.Model:
@@ -325,17 +331,7 @@ def _lower_rnn(build: Path, stage: Path, o: LowerOptions, rec: FrontendRecord) -
         clock_mhz=o.clock_mhz,
         source=src,
     )
-    ours = taper_estimate(m)
-    for layer in m.layers:
-        e = ours["layers"][layer.name]
-        m.estimates[layer.name] = dict(
-            taper_lut=round(e["lut"]), taper_ff=round(e["ff"]), taper_bram36=e["bram36"]
-        )
-    m.fold_note = f"{how}; {fold_summary(m, ours)}"  # type: ignore[attr-defined]
-    try:
-        m.check()
-    except ValueError as e:
-        raise TaperError(f"{src}: {e}") from None
+    _estimate_and_check(m, how, src)
     (stage / B.LOWERED_DIR).mkdir()
     ir.save(m, stage / B.LOWERED_DIR)
     return m
